@@ -1,0 +1,115 @@
+"""Loss values and per-pixel gradients with ``tf.GradientTape``, compiled once.
+
+``loss_and_gradient`` is what the explorer calls on every widget change, so the
+work is a compiled ``tf.function`` per (loss, structural settings): the mask size
+is a ``None`` dimension (a new size does not retrace), and numeric settings
+(smooth, epsilon, alpha, weights, ...) are tensor arguments, so moving a slider
+does not retrace either. Only switches (``squared``, ``per_image``, ...), the
+number of classes, the rank and the dtype pick a different compiled function.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from explorer import losses
+
+WRT = ("probabilities", "logits")
+_compiled: dict = {}
+_lock = threading.Lock()
+_traces = 0
+
+
+def trace_count() -> int:
+    """How many times a compiled function was traced (for tests of retracing)."""
+    return _traces
+
+
+def probabilities_to_logits(y_pred: np.ndarray) -> np.ndarray:
+    """``log(p / (1 - p))`` for one channel, ``log p`` for softmax channels, with ``p``
+    clipped to ``[1e-7, 1 - 1e-7]`` so that 0 and 1 map to finite logits."""
+    p = np.clip(np.asarray(y_pred, np.float64), losses.PROB_CLIP, 1 - losses.PROB_CLIP)
+    z = np.log(p) - np.log1p(-p) if p.shape[-1] == 1 else np.log(p)
+    return z if np.asarray(y_pred).dtype == np.float64 else z.astype(np.float32)
+
+
+def _is_numeric(value) -> bool:
+    if value is None or isinstance(value, (bool, str, np.bool_)):
+        return False
+    array = np.asarray(value)
+    return array.dtype != object and np.issubdtype(array.dtype, np.number)
+
+
+def _build(loss_name, wrt, rank, channels, dtype, static, numeric_shapes):
+    fn = losses.LOSSES[loss_name]
+    takes_logits = loss_name in losses.TAKES_LOGITS
+    mask_spec = tf.TensorSpec([None] * (rank - 1) + [channels], dtype)
+    numeric_spec = {k: tf.TensorSpec(shape, dtype) for k, shape in numeric_shapes}
+
+    @tf.function(input_signature=[mask_spec, mask_spec, numeric_spec], autograph=False)
+    def value_and_grad(y_true, x, numeric):
+        global _traces
+        _traces += 1  # runs at trace time only
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            if wrt == "logits":
+                probs = tf.sigmoid(x) if channels == 1 else tf.nn.softmax(x, axis=-1)
+            else:
+                probs = x
+            if takes_logits:
+                arg = x if wrt == "logits" else _logit(probs)
+            else:
+                arg = probs
+            value = fn(y_true, arg, **static, **numeric)
+        return value, tape.gradient(value, x)
+
+    return value_and_grad
+
+
+def _logit(p):
+    p = tf.clip_by_value(p, losses.PROB_CLIP, 1 - losses.PROB_CLIP)
+    return tf.math.log(p) - tf.math.log1p(-p)
+
+
+def loss_and_gradient(loss_name, y_true, y_pred, *, wrt="probabilities", **loss_keywords):
+    """Value of ``explorer.losses.<loss_name>`` and its gradient, shaped like ``y_pred``.
+
+    ``y_pred`` are probabilities. ``wrt="probabilities"`` differentiates w.r.t. them;
+    ``wrt="logits"`` w.r.t. the logits ``z`` behind them (``p = sigmoid(z)`` for one
+    channel, ``softmax(z)`` for several), where ``z`` comes from
+    :func:`probabilities_to_logits`. Computes in float64 for float64 inputs, else float32.
+    """
+    if loss_name not in losses.LOSSES:
+        raise ValueError(f"loss_name must be one of {sorted(losses.LOSSES)}, got {loss_name!r}")
+    if wrt not in WRT:
+        raise ValueError(f"wrt must be 'probabilities' or 'logits', got {wrt!r}")
+    fn = losses.LOSSES[loss_name]
+    accepted = losses.loss_keywords(fn)
+    unknown = sorted(set(loss_keywords) - set(accepted))
+    if unknown:
+        raise ValueError(f"{loss_name} got unknown keywords {unknown}; accepted: {sorted(accepted)}")
+    losses.check_settings(loss_name, **loss_keywords)
+    # one eager validation of shapes and ranges; the compiled graph skips it
+    g_tensor, p_tensor = losses.prepare_inputs(y_true, y_pred)
+    dtype = g_tensor.dtype
+    g = g_tensor.numpy()
+    p = p_tensor.numpy()
+    if g.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {g.shape} and {p.shape}")
+
+    static = {k: v for k, v in loss_keywords.items() if not _is_numeric(v)}
+    numeric = {k: np.asarray(v, dtype.as_numpy_dtype) for k, v in loss_keywords.items()
+               if _is_numeric(v)}
+    key = (loss_name, wrt, p.ndim, p.shape[-1], dtype.name, tuple(sorted(static.items())),
+           tuple(sorted((k, v.shape) for k, v in numeric.items())))
+    with _lock:
+        compiled = _compiled.get(key)
+        if compiled is None:
+            compiled = _compiled[key] = _build(loss_name, wrt, p.ndim, p.shape[-1], dtype,
+                                               static, key[-1])
+    x = probabilities_to_logits(p) if wrt == "logits" else p
+    value, gradient = compiled(g, x.astype(dtype.as_numpy_dtype), numeric)
+    return float(value), gradient.numpy()

@@ -1,0 +1,726 @@
+"""Segmentation losses and metrics in pure TensorFlow, plus Keras ``Loss`` classes.
+
+Tensors are channels-last ``[B, S1, ..., Sk, C]``: axis 0 is the batch, the last
+axis the classes, every axis in between is spatial (images and volumes alike).
+Binary segmentation is ``C = 1``; multi-class is one-hot ``y_true`` with softmax
+``y_pred``. ``y_pred`` holds probabilities, except where a function says logits.
+Computation is float32, or float64 when an input is float64.
+
+The Dice family, for image ``b`` and class ``c`` (sums over the spatial axes)::
+
+    I = sum p*g     P = sum p (sum p^2 if squared)     G = sum g (sum g^2 if squared)
+    dice[b, c] = (2 I + smooth) / (P + G + smooth + epsilon)
+
+``smooth`` sits in numerator and denominator (Laplace smoothing: empty vs empty
+scores 1); ``epsilon`` only in the denominator (it only guards 0/0). With both 0,
+an empty truth against an empty prediction is 0/0 and the result is NaN on
+purpose: :func:`degenerate_cases` names the reason for a UI.
+
+Dice, Jaccard and Tversky are one formula, the Tversky index
+``(I + s) / (I + a FP + b FN + s + e)`` with ``FP = P - I``, ``FN = G - I``:
+Dice is ``a = b = 1/2`` (with ``s/2, e/2``) and Jaccard ``a = b = 1``.
+Reductions: ``per_image=True`` scores each image, then averages over the batch;
+``per_image=False`` sums over the whole batch first (one score per class).
+Classes are combined as ``sum_c w_c L_c / sum_c w_c`` (or ``sum_c w_c L_c`` when
+``normalize_weights=False``).
+
+Example::
+
+    model.compile(optimizer="adam", loss=DiceLoss(smooth=1.0, per_image=True))
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+PROB_CLIP = 1e-7  # like Keras' backend epsilon: BCE/focal clip p to [1e-7, 1 - 1e-7]
+LOVASZ_CLASSES = ("present", "all")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _concrete(value):
+    """The value as numpy when it can be inspected now (not a symbolic graph tensor)."""
+    if tf.is_tensor(value):
+        return value.numpy() if tf.executing_eagerly() else None
+    return None if value is None else np.asarray(value)
+
+
+def _number_rule(low, high=math.inf, *, low_open=False):
+    def check(name, value):
+        v = _concrete(value)
+        if v is None:
+            return
+        if v.dtype == bool or not np.issubdtype(v.dtype, np.number) or v.ndim != 0:
+            raise ValueError(f"{name} must be a single number, got {value!r}")
+        v = float(v)
+        too_low = v <= low if low_open else v < low
+        if not math.isfinite(v) or too_low or v > high:
+            bound = f"> {low:g}" if low_open else f">= {low:g}"
+            if high != math.inf:
+                bound += f" and <= {high:g}"
+            raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return check
+
+
+def _weights_rule(name, value):
+    v = _concrete(value)
+    if v is None:
+        return
+    if v.ndim != 1 or v.size == 0 or not np.issubdtype(v.dtype, np.number):
+        raise ValueError(f"{name} must be a 1-D list of numbers, one per class, got {value!r}")
+    if not np.all(np.isfinite(v)) or np.any(v < 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if not np.any(v > 0):
+        raise ValueError(f"{name} must not be all zero: at least one class needs a positive weight")
+
+
+def _optional_alpha_rule(name, value):
+    # focal alpha: None, one number in [0, 1], or one non-negative weight per class
+    if value is None:
+        return
+    v = _concrete(value)
+    if v is not None and v.ndim == 0:
+        _number_rule(0.0, 1.0)(name, value)
+    else:
+        _weights_rule(name, value)
+
+
+def _bool_rule(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _classes_rule(name, value):
+    if value not in LOVASZ_CLASSES:
+        raise ValueError(f"{name} must be 'present' or 'all', got {value!r}")
+
+
+_NONNEGATIVE = _number_rule(0.0)
+_RULES = {
+    "smooth": _NONNEGATIVE,
+    "epsilon": _NONNEGATIVE,
+    "alpha": _NONNEGATIVE,
+    "beta": _NONNEGATIVE,
+    "gamma": _NONNEGATIVE,
+    "bce_weight": _NONNEGATIVE,
+    "dice_weight": _NONNEGATIVE,
+    "threshold": _number_rule(0.0, 1.0),
+    "class_weights": lambda name, v: v is None or _weights_rule(name, v),
+    "classes": _classes_rule,
+    "squared": _bool_rule,
+    "per_image": _bool_rule,
+    "normalize_weights": _bool_rule,
+    "include_background": _bool_rule,
+    "soft_label": _bool_rule,
+    "from_logits": _bool_rule,
+}
+# where one keyword means something different in one function
+_RULE_OVERRIDES = {
+    ("tversky_loss", "gamma"): _number_rule(0.0, low_open=True),
+    ("focal_loss", "alpha"): _optional_alpha_rule,
+}
+
+
+def check_settings(loss_name: str, **settings) -> None:
+    """Raise ``ValueError`` naming the first bad keyword of ``loss_name``.
+
+    Values that are symbolic tensors (inside a compiled graph) are not inspected.
+    """
+    for key, value in settings.items():
+        rule = _RULE_OVERRIDES.get((loss_name, key), _RULES.get(key))
+        if rule is None:
+            raise ValueError(f"{loss_name} got an unknown keyword {key!r}")
+        rule(key, value)
+
+
+def _compute_dtype(*arrays):
+    dtypes = {tf.as_dtype(a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype)
+              for a in arrays}
+    return tf.float64 if tf.float64 in dtypes else tf.float32
+
+
+def prepare_inputs(y_true, y_pred, *, pred_is_probability=True):
+    """Validate and convert ``(y_true, y_pred)`` to tensors of the compute dtype.
+
+    Raises ``ValueError`` for a rank below 3, different shapes, NaN or infinities, and
+    (checked only when the values are at hand, not inside a compiled graph) values
+    outside [0, 1] where probabilities are expected.
+    """
+    dtype = _compute_dtype(y_true, y_pred)
+    tensors = []
+    for name, value, in_unit in (("y_true", y_true, True), ("y_pred", y_pred, pred_is_probability)):
+        t = tf.convert_to_tensor(value)
+        rank = t.shape.rank
+        if rank is None or rank < 3:
+            raise ValueError(
+                f"{name} must be channels-last [B, H, W, C] (or [B, D, H, W, C]), "
+                f"got shape {t.shape}"
+            )
+        _check_values(name, t, in_unit)
+        tensors.append(tf.cast(t, dtype))
+    g, p = tensors
+    if not g.shape.is_compatible_with(p.shape):
+        raise ValueError(f"y_true and y_pred must have the same shape, got {g.shape} and {p.shape}")
+    return g, p
+
+
+def _check_values(name, t, in_unit):
+    v = _concrete(t)
+    if v is None or v.size == 0:
+        return
+    if v.dtype != bool and not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if in_unit and (v.min() < 0 or v.max() > 1):
+        what = "labels (0/1 or soft)" if name == "y_true" else "probabilities"
+        raise ValueError(
+            f"{name} must hold {what} in [0, 1], got values from {v.min():g} to {v.max():g}"
+        )
+
+
+def _num(value, dtype):
+    return tf.cast(tf.convert_to_tensor(value), dtype)
+
+
+# ----------------------------------------------------------------------- core sums
+
+
+def _sum_axes(rank, per_image):
+    return list(range(1 if per_image else 0, rank - 1))
+
+
+def _overlap(g, p, *, squared=False, per_image=True, soft_label=False):
+    """I, P, G of shape [B, C] (per image) or [1, C] (whole batch)."""
+    axes = _sum_axes(g.shape.rank, per_image)
+    inter = (p + g - tf.abs(p - g)) / 2 if soft_label else p * g
+    sums = [
+        tf.reduce_sum(inter, axes),
+        tf.reduce_sum(p * p if squared else p, axes),
+        tf.reduce_sum(g * g if squared else g, axes),
+    ]
+    return sums if per_image else [s[tf.newaxis] for s in sums]
+
+
+def _ratio(num, den):
+    """num / den, NaN where den == 0 (0/0); gradients stay finite there."""
+    return tf.where(den == 0, tf.constant(np.nan, num.dtype), tf.math.divide_no_nan(num, den))
+
+
+def _tversky_index(inter, pred_sum, true_sum, alpha, beta, smooth, epsilon):
+    # (1 - a - b) I + a P + b G == I + a FP + b FN, without cancelling for Dice
+    den = (1 - alpha - beta) * inter + alpha * pred_sum + beta * true_sum + smooth + epsilon
+    return _ratio(inter + smooth, den)
+
+
+def _drop_background(g, p, include_background):
+    channels = g.shape[-1]
+    if include_background or channels == 1:  # one channel already is the foreground
+        return g, p
+    return g[..., 1:], p[..., 1:]
+
+
+def _class_weights(class_weights, channels, include_background, dtype):
+    """Weights of the kept classes: all 1, or the given ones (class 0 dropped if asked)."""
+    kept = channels if include_background or channels == 1 else channels - 1
+    if class_weights is None:
+        return tf.ones([kept], dtype)
+    w = _num(class_weights, dtype)
+    n = w.shape[0] if w.shape.rank == 1 else None
+    if n == kept:
+        return w
+    if n == channels and kept == channels - 1:
+        return w[1:]
+    accepted = f"{channels}" + (f" (or {kept}, without class 0)" if kept != channels else "")
+    raise ValueError(
+        f"class_weights must have one weight per class: {accepted} values for {channels} "
+        f"channels, got {n if n is not None else w.shape}"
+    )
+
+
+def _combine_classes(per_class, weights, normalize_weights):
+    """[B, C] scores -> scalar: weighted over classes, then mean over images."""
+    # multiply_no_nan: a class weighted 0 contributes 0 even where its score is 0/0
+    total = tf.reduce_sum(tf.math.multiply_no_nan(per_class, weights), axis=-1)
+    if normalize_weights:
+        total = total / tf.reduce_sum(weights)
+    return tf.reduce_mean(total)
+
+
+def _tversky_family(
+    y_true, y_pred, name, *, alpha, beta, smooth, epsilon, squared, per_image,
+    class_weights, normalize_weights, include_background, soft_label, gamma=1.0,
+    as_loss=True, dice=False,
+):
+    check_settings(
+        name, alpha=alpha, beta=beta, smooth=smooth, epsilon=epsilon, gamma=gamma,
+        squared=squared, per_image=per_image, class_weights=class_weights,
+        normalize_weights=normalize_weights, include_background=include_background,
+        soft_label=soft_label,
+    )
+    g, p = prepare_inputs(y_true, y_pred)
+    weights = _class_weights(class_weights, g.shape[-1], include_background, g.dtype)
+    g, p = _drop_background(g, p, include_background)
+    inter, pred_sum, true_sum = _overlap(g, p, squared=squared, per_image=per_image,
+                                         soft_label=soft_label)
+    smooth, epsilon = _num(smooth, g.dtype), _num(epsilon, g.dtype)
+    if dice:  # Dice = Tversky(1/2, 1/2) with smooth/2, epsilon/2 (exact: halving is exact)
+        smooth, epsilon = smooth / 2, epsilon / 2
+    score = _tversky_index(inter, pred_sum, true_sum, _num(alpha, g.dtype), _num(beta, g.dtype),
+                           smooth, epsilon)
+    per_class = _focal_power(1 - score, _num(gamma, g.dtype)) if as_loss else score
+    return _combine_classes(per_class, weights, normalize_weights)
+
+
+def _focal_power(x, gamma):
+    """x ** (1/gamma) (focal Tversky), with a finite gradient where x == 0."""
+    positive = x > 0
+    safe = tf.where(positive, x, tf.ones_like(x))
+    linear = tf.cast(tf.equal(gamma, 1), x.dtype)  # gamma = 1 keeps plain Tversky's gradient at 0
+    return tf.where(positive, tf.pow(safe, 1 / gamma), x * linear)
+
+
+# ------------------------------------------------------------------- Dice family
+
+
+def dice_coefficient(
+    y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
+    class_weights=None, normalize_weights=True, include_background=True, soft_label=False,
+):
+    """Soft Dice coefficient ``(2I + smooth) / (P + G + smooth + epsilon)``, weighted over
+    classes and averaged over images (Milletari et al. 2016, V-Net, for ``squared``)."""
+    return _tversky_family(
+        y_true, y_pred, "dice_coefficient", alpha=0.5, beta=0.5, smooth=smooth,
+        epsilon=epsilon, squared=squared, per_image=per_image, class_weights=class_weights,
+        normalize_weights=normalize_weights, include_background=include_background,
+        soft_label=soft_label, as_loss=False, dice=True,
+    )
+
+
+def dice_loss(
+    y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
+    class_weights=None, normalize_weights=True, include_background=True, soft_label=False,
+):
+    """``mean_b [sum_c w_c (1 - dice[b, c]) / sum_c w_c]`` (no division when
+    ``normalize_weights=False``). See the module docstring for the terms."""
+    return _tversky_family(
+        y_true, y_pred, "dice_loss", alpha=0.5, beta=0.5, smooth=smooth, epsilon=epsilon,
+        squared=squared, per_image=per_image, class_weights=class_weights,
+        normalize_weights=normalize_weights, include_background=include_background,
+        soft_label=soft_label, dice=True,
+    )
+
+
+def per_class_dice(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
+                   soft_label=False):
+    """Dice of every class: shape ``[B, C]`` when ``per_image`` else ``[C]``."""
+    check_settings("per_class_dice", smooth=smooth, epsilon=epsilon, squared=squared,
+                   per_image=per_image, soft_label=soft_label)
+    g, p = prepare_inputs(y_true, y_pred)
+    inter, pred_sum, true_sum = _overlap(g, p, squared=squared, per_image=per_image,
+                                         soft_label=soft_label)
+    smooth, epsilon = _num(smooth, g.dtype), _num(epsilon, g.dtype)
+    dice = _ratio(2 * inter + smooth, pred_sum + true_sum + smooth + epsilon)
+    return dice if per_image else dice[0]
+
+
+def jaccard_loss(
+    y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
+    class_weights=None, normalize_weights=True, include_background=True, soft_label=False,
+):
+    """Soft Jaccard / IoU loss: ``1 - (I + smooth) / (P + G - I + smooth + epsilon)``."""
+    return _tversky_family(
+        y_true, y_pred, "jaccard_loss", alpha=1.0, beta=1.0, smooth=smooth, epsilon=epsilon,
+        squared=squared, per_image=per_image, class_weights=class_weights,
+        normalize_weights=normalize_weights, include_background=include_background,
+        soft_label=soft_label,
+    )
+
+
+def tversky_loss(
+    y_true, y_pred, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, epsilon=0.0, squared=False,
+    per_image=True, class_weights=None, normalize_weights=True, include_background=True,
+    soft_label=False,
+):
+    """Tversky loss ``(1 - TI) ** (1/gamma)``, ``TI = (I + s)/(I + a FP + b FN + s + e)``.
+
+    ``alpha`` weighs false positives, ``beta`` false negatives (Salehi et al. 2017);
+    ``gamma > 1`` is the focal Tversky loss (Abraham & Khan 2019). With
+    ``alpha = beta = 0.5`` it equals Dice with twice the smooth and epsilon.
+    """
+    return _tversky_family(
+        y_true, y_pred, "tversky_loss", alpha=alpha, beta=beta, gamma=gamma, smooth=smooth,
+        epsilon=epsilon, squared=squared, per_image=per_image, class_weights=class_weights,
+        normalize_weights=normalize_weights, include_background=include_background,
+        soft_label=soft_label,
+    )
+
+
+def generalized_dice_loss(
+    y_true, y_pred, *, smooth=1e-5, epsilon=0.0, squared=False, per_image=True,
+    include_background=True, soft_label=False,
+):
+    """Generalized Dice loss (Sudre et al. 2017): class weights ``w_c = 1 / (sum g_c)^2``.
+
+    ``GD = (2 sum_c w_c I_c + smooth) / (sum_c w_c (P_c + G_c) + smooth + epsilon)``.
+    A class absent from the truth would get an infinite weight; it gets the largest
+    weight of the present classes instead (so its false positives still count), and
+    an image with no class present weighs all classes 1.
+    """
+    check_settings("generalized_dice_loss", smooth=smooth, epsilon=epsilon, squared=squared,
+                   per_image=per_image, include_background=include_background,
+                   soft_label=soft_label)
+    g, p = prepare_inputs(y_true, y_pred)
+    g, p = _drop_background(g, p, include_background)
+    inter, pred_sum, true_sum = _overlap(g, p, squared=squared, per_image=per_image,
+                                         soft_label=soft_label)
+    volume = tf.reduce_sum(g, _sum_axes(g.shape.rank, per_image)) if squared else true_sum
+    if not per_image and squared:
+        volume = volume[tf.newaxis]
+    weights = tf.stop_gradient(_sudre_weights(volume))
+    smooth, epsilon = _num(smooth, g.dtype), _num(epsilon, g.dtype)
+    num = 2 * tf.reduce_sum(weights * inter, -1) + smooth
+    den = tf.reduce_sum(weights * (pred_sum + true_sum), -1) + smooth + epsilon
+    return tf.reduce_mean(1 - _ratio(num, den))
+
+
+def _sudre_weights(volume):
+    present = volume > 0
+    raw = tf.math.divide_no_nan(tf.ones_like(volume), volume * volume)
+    largest = tf.reduce_max(raw, axis=-1, keepdims=True)
+    weights = tf.where(present, raw, largest)
+    any_present = tf.reduce_any(present, axis=-1, keepdims=True)
+    return tf.where(any_present, weights, tf.ones_like(weights))
+
+
+# ------------------------------------------------------------------ cross-entropy
+
+
+def binary_crossentropy(y_true, y_pred):
+    """Mean over all elements of ``-(g log p + (1-g) log(1-p))``, p clipped to
+    ``[1e-7, 1 - 1e-7]`` as Keras does."""
+    g, p = prepare_inputs(y_true, y_pred)
+    p = tf.clip_by_value(p, PROB_CLIP, 1 - PROB_CLIP)
+    return tf.reduce_mean(-(g * tf.math.log(p) + (1 - g) * tf.math.log(1 - p)))
+
+
+def bce_dice_loss(y_true, y_pred, *, bce_weight=1.0, dice_weight=1.0, **dice_keywords):
+    """``bce_weight * BCE + dice_weight * dice_loss`` (the Carvana-winning combination)."""
+    check_settings("bce_dice_loss", bce_weight=bce_weight, dice_weight=dice_weight)
+    return bce_weight * binary_crossentropy(y_true, y_pred) + dice_weight * dice_loss(
+        y_true, y_pred, **dice_keywords)
+
+
+def bce_log_dice_loss(y_true, y_pred, **dice_keywords):
+    """``BCE - log(dice_coefficient)``: the log form punishes low Dice harder."""
+    return binary_crossentropy(y_true, y_pred) - tf.math.log(
+        dice_coefficient(y_true, y_pred, **dice_keywords))
+
+
+def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None):
+    """Focal loss (Lin et al. 2017), mean over pixels.
+
+    One channel: ``-[a g (1-p)^gamma log p + (1-a)(1-g) p^gamma log(1-p)]`` per element;
+    ``alpha=None`` weighs both terms 1, so ``gamma = 0`` is plain BCE.
+    Several channels: ``-sum_c a_c g_c (1-p_c)^gamma log p_c`` per pixel, ``alpha`` one
+    number or one per class (``gamma = 0`` is categorical cross-entropy).
+    """
+    check_settings("focal_loss", gamma=gamma, alpha=alpha)
+    g, p = prepare_inputs(y_true, y_pred)
+    p = tf.clip_by_value(p, PROB_CLIP, 1 - PROB_CLIP)
+    gamma = _num(gamma, g.dtype)
+    positive = g * tf.pow(1 - p, gamma) * tf.math.log(p)
+    if g.shape[-1] == 1:
+        negative = (1 - g) * tf.pow(p, gamma) * tf.math.log(1 - p)
+        if alpha is not None:
+            alpha = _num(alpha, g.dtype)
+            if alpha.shape.rank != 0:
+                raise ValueError("alpha must be one number in [0, 1] for a single channel")
+            positive, negative = alpha * positive, (1 - alpha) * negative
+        return -tf.reduce_mean(positive + negative)
+    if alpha is not None:
+        alpha = _num(alpha, g.dtype)
+        if alpha.shape.rank == 1 and alpha.shape[0] != g.shape[-1]:
+            raise ValueError(f"alpha must be one number or one weight per class "
+                             f"({g.shape[-1]}), got {alpha.shape[0]} values")
+        positive = alpha * positive  # broadcasts one number or one per class
+    return -tf.reduce_mean(tf.reduce_sum(positive, axis=-1))
+
+
+# ------------------------------------------------------------------------- Lovász
+
+
+def _lovasz_grad(fg_sorted):
+    """Gradient of the Lovász extension of the Jaccard loss, row-wise on sorted truths."""
+    total = tf.reduce_sum(fg_sorted, axis=-1, keepdims=True)
+    inter = total - tf.cumsum(fg_sorted, axis=-1)
+    union = total + tf.cumsum(1 - fg_sorted, axis=-1)  # >= 1 always: no 0/0
+    jaccard = 1 - inter / union
+    return tf.concat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], axis=-1)
+
+
+def _lovasz_rows(errors, fg):
+    """Lovász extension per row of ``errors`` [R, N] against truths ``fg`` [R, N]."""
+    order = tf.argsort(errors, axis=-1, direction="DESCENDING", stable=True)
+    errors_sorted = tf.gather(errors, order, batch_dims=1)
+    fg_sorted = tf.gather(fg, order, batch_dims=1)
+    return tf.reduce_sum(tf.nn.relu(errors_sorted) * _lovasz_grad(fg_sorted), axis=-1)
+
+
+def _rows(x, per_image):
+    """[B, ..., C] -> [R, N, C] with R = B (per image) or 1 (whole batch)."""
+    leading = tf.shape(x)[0] if per_image else 1
+    return tf.reshape(x, tf.stack([leading, -1, x.shape[-1]]))
+
+
+def lovasz_hinge(y_true, logits, *, per_image=True):
+    """Binary Lovász hinge on logits (Berman, Rannen Triki & Blaschko, CVPR 2018).
+
+    Hinge errors ``1 - z (2g - 1)`` sorted in decreasing order, weighted by the
+    gradient of the Lovász extension of the Jaccard loss.
+    """
+    check_settings("lovasz_hinge", per_image=per_image)
+    g, z = prepare_inputs(y_true, logits, pred_is_probability=False)
+    if g.shape[-1] != 1:
+        raise ValueError(f"lovasz_hinge is binary: y_true must have 1 channel, got {g.shape[-1]}"
+                         " (use lovasz_softmax for several classes)")
+    g, z = _rows(g, per_image)[..., 0], _rows(z, per_image)[..., 0]
+    return tf.reduce_mean(_lovasz_rows(1 - z * (2 * g - 1), g))
+
+
+def lovasz_softmax(y_true, y_pred, *, classes="present", per_image=False):
+    """Multi-class Lovász-Softmax on probabilities (Berman et al., CVPR 2018).
+
+    Per class, the errors ``|g_c - p_c|`` go through the Lovász extension; classes
+    are averaged (``"present"``: only those in the truth; an image with none scores 0).
+    """
+    check_settings("lovasz_softmax", classes=classes, per_image=per_image)
+    g, p = prepare_inputs(y_true, y_pred)
+    g = tf.transpose(_rows(g, per_image), [0, 2, 1])  # [R, C, N]
+    p = tf.transpose(_rows(p, per_image), [0, 2, 1])
+    rows, channels = tf.shape(g)[0], g.shape[1]
+    flat_g = tf.reshape(g, [rows * channels, -1])
+    flat_p = tf.reshape(p, [rows * channels, -1])
+    losses = tf.reshape(_lovasz_rows(tf.abs(flat_g - flat_p), flat_g), [rows, channels])
+    if classes == "present":
+        counted = tf.cast(tf.reduce_sum(g, axis=-1) > 0, losses.dtype)
+    else:
+        counted = tf.ones_like(losses)
+    per_row = tf.math.divide_no_nan(tf.reduce_sum(losses * counted, -1),
+                                    tf.reduce_sum(counted, -1))
+    return tf.reduce_mean(per_row)
+
+
+# ------------------------------------------------------------------- hard metrics
+
+
+def hard_metrics(y_true, y_pred, *, threshold=0.5, per_image=False):
+    """Confusion counts and hard Dice (pixel F1) and IoU per class.
+
+    One channel: foreground is ``p >= threshold`` (truth: ``g >= 0.5``); several
+    channels: the argmax class. Returns a dict of tensors ``tp, fp, fn, tn`` (int64)
+    and ``dice = 2TP/(2TP+FP+FN)``, ``iou = TP/(TP+FP+FN)`` (float64, NaN where both
+    masks are empty), shaped ``[C]`` or ``[B, C]`` when ``per_image``.
+    """
+    check_settings("hard_metrics", threshold=threshold, per_image=per_image)
+    g, p = prepare_inputs(y_true, y_pred)
+    channels = g.shape[-1]
+    if channels == 1:
+        pred, true = p >= _num(threshold, p.dtype), g >= 0.5
+    else:
+        pred = tf.one_hot(tf.argmax(p, axis=-1), channels, on_value=True, off_value=False)
+        true = tf.one_hot(tf.argmax(g, axis=-1), channels, on_value=True, off_value=False)
+    axes = _sum_axes(g.shape.rank, per_image)
+
+    def count(a, b):
+        return tf.reduce_sum(tf.cast(tf.logical_and(a, b), tf.int64), axes)
+
+    tp, fp = count(pred, true), count(pred, ~true)
+    fn, tn = count(~pred, true), count(~pred, ~true)
+    tp64, wrong = tf.cast(tp, tf.float64), tf.cast(fp + fn, tf.float64)
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "dice": _ratio(2 * tp64, 2 * tp64 + wrong), "iou": _ratio(tp64, tp64 + wrong)}
+
+
+# --------------------------------------------------------------- degenerate cases
+
+
+class Degenerate(NamedTuple):
+    """One (image, class) whose score is an odd-but-valid case, with a plain reason."""
+
+    image: int | None  # None: the whole batch (per_image=False)
+    class_index: int
+    kind: str  # "undefined", "empty_scores_zero", "empty_perfect", "empty_truth", "empty_prediction"
+    value: float  # the Dice score there
+    message: str
+
+
+def degenerate_cases(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
+                     include_background=True, soft_label=False) -> list[Degenerate]:
+    """Name every (image, class) of the Dice score where a mask is empty, and why the
+    score is what it is (0/0 gives NaN: "undefined")."""
+    g, p = prepare_inputs(y_true, y_pred)
+    first = 0 if include_background or g.shape[-1] == 1 else 1
+    g, p = _drop_background(g, p, include_background)
+    inter, pred_sum, true_sum = (s.numpy().astype(np.float64) for s in _overlap(
+        g, p, squared=squared, per_image=per_image, soft_label=soft_label))
+    found = []
+    for (b, c), value in np.ndenumerate(
+            _ratio(2 * inter + smooth, pred_sum + true_sum + smooth + epsilon).numpy()):
+        kind, why = _degenerate_reason(pred_sum[b, c], true_sum[b, c], smooth, epsilon)
+        if kind:
+            where = (f"image {b}" if per_image else "the whole batch") + (
+                f", class {c + first}" if g.shape[-1] > 1 or first else "")
+            found.append(Degenerate(b if per_image else None, c + first, kind, float(value),
+                                    f"{where}: {why}"))
+    return found
+
+
+def _degenerate_reason(pred_sum, true_sum, smooth, epsilon):
+    if pred_sum == 0 and true_sum == 0:
+        if smooth == 0 and epsilon == 0:
+            return "undefined", ("undefined (0/0): truth and prediction are both empty and "
+                                 "smooth = epsilon = 0, so Dice = 0/0")
+        if smooth == 0:
+            return "empty_scores_zero", (
+                "scores 0: both masks are empty (a correct prediction), but with smooth = 0 the "
+                "numerator is 0 while epsilon keeps the denominator positive, so the perfect "
+                "empty prediction gets loss 1")
+        score = smooth / (smooth + epsilon)
+        return "empty_perfect", (f"scores {score:.6g}: both masks are empty and smooth makes that "
+                                 f"smooth/(smooth + epsilon)")
+    if true_sum == 0:
+        return "empty_truth", ("the truth is empty: every predicted pixel is a false positive "
+                               "and Dice = smooth/(P + smooth + epsilon), near 0 for any sizeable "
+                               "prediction")
+    if pred_sum == 0:
+        return "empty_prediction", ("nothing is predicted: Dice = smooth/(G + smooth + epsilon), "
+                                    "near 0 however small the object")
+    return None, None
+
+
+# ------------------------------------------------------------------------ registry
+
+LOSSES = {
+    fn.__name__: fn for fn in (
+        dice_loss, jaccard_loss, tversky_loss, generalized_dice_loss, binary_crossentropy,
+        bce_dice_loss, bce_log_dice_loss, focal_loss, lovasz_hinge, lovasz_softmax,
+    )
+}
+TAKES_LOGITS = frozenset({"lovasz_hinge"})
+
+
+def loss_keywords(fn) -> dict:
+    """The keyword settings of a loss function with their defaults (dice ones included
+    where the function forwards ``**dice_keywords``)."""
+    params = inspect.signature(fn).parameters.values()
+    found = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        found.update(loss_keywords(dice_loss))
+    return found
+
+
+# ------------------------------------------------------------------- Keras classes
+
+
+class _FunctionLoss(keras.losses.Loss):
+    """A Keras loss that calls one of the functions above with fixed keywords.
+
+    The batch reduction happens inside the function (per image or whole batch),
+    so ``call`` returns a scalar.
+    """
+
+    function = None  # set by each subclass
+
+    def __init__(self, *, name=None, reduction="sum_over_batch_size", dtype=None, **settings):
+        fn = type(self).function
+        defaults = loss_keywords(fn)
+        unknown = sorted(set(settings) - set(defaults))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} got unknown keywords {unknown}; "
+                             f"accepted: {sorted(defaults)}")
+        self.settings = {**defaults, **settings}
+        if isinstance(self.settings.get("class_weights"), np.ndarray):
+            self.settings["class_weights"] = self.settings["class_weights"].tolist()
+        check_settings(fn.__name__, **self.settings)
+        super().__init__(name=name or fn.__name__, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        return type(self).function(y_true, y_pred, **self.settings)
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings}
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class DiceLoss(_FunctionLoss):
+    """Keras loss for :func:`dice_loss` (same keywords and defaults)."""
+
+    function = staticmethod(dice_loss)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class BCEDiceLoss(_FunctionLoss):
+    """Keras loss for :func:`bce_dice_loss` (same keywords and defaults)."""
+
+    function = staticmethod(bce_dice_loss)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class JaccardLoss(_FunctionLoss):
+    """Keras loss for :func:`jaccard_loss` (same keywords and defaults)."""
+
+    function = staticmethod(jaccard_loss)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class TverskyLoss(_FunctionLoss):
+    """Keras loss for :func:`tversky_loss` (same keywords and defaults)."""
+
+    function = staticmethod(tversky_loss)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class FocalLoss(_FunctionLoss):
+    """Keras loss for :func:`focal_loss` (same keywords and defaults)."""
+
+    function = staticmethod(focal_loss)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class GeneralizedDiceLoss(_FunctionLoss):
+    """Keras loss for :func:`generalized_dice_loss` (same keywords and defaults)."""
+
+    function = staticmethod(generalized_dice_loss)
+
+
+def _lovasz_hinge_on(y_true, y_pred, *, per_image=True, from_logits=True):
+    if not from_logits:  # a sigmoid model: back to logits, clipped like BCE
+        p = tf.convert_to_tensor(y_pred)
+        p = tf.clip_by_value(tf.cast(p, _compute_dtype(p)), PROB_CLIP, 1 - PROB_CLIP)
+        y_pred = tf.math.log(p) - tf.math.log1p(-p)
+    return lovasz_hinge(y_true, y_pred, per_image=per_image)
+
+
+_lovasz_hinge_on.__name__ = "lovasz_hinge"
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class LovaszHingeLoss(_FunctionLoss):
+    """Keras loss for :func:`lovasz_hinge`. It takes logits (a model whose last layer
+    has no activation); ``from_logits=False`` accepts sigmoid probabilities instead."""
+
+    function = staticmethod(_lovasz_hinge_on)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class LovaszSoftmaxLoss(_FunctionLoss):
+    """Keras loss for :func:`lovasz_softmax` (same keywords and defaults)."""
+
+    function = staticmethod(lovasz_softmax)
