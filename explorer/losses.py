@@ -233,10 +233,14 @@ def _class_weights(class_weights, channels, include_background, dtype):
         return tf.ones([kept], dtype)
     w = _num(class_weights, dtype)
     n = w.shape[0] if w.shape.rank == 1 else None
-    if n == kept:
-        return w
     if n == channels and kept == channels - 1:
-        return w[1:]
+        w = w[1:]
+        left = _concrete(w)
+        if left is not None and not np.any(left > 0):
+            raise ValueError("class_weights leaves every kept class at weight 0: class 0 is "
+                             "dropped by include_background=False")
+    if w.shape.rank == 1 and w.shape[0] == kept:
+        return w
     accepted = f"{channels}" + (f" (or {kept}, without class 0)" if kept != channels else "")
     raise ValueError(
         f"class_weights must have one weight per class: {accepted} values for {channels} "

@@ -1,0 +1,166 @@
+"""Odd-but-valid cases get defined values and a named reason; bad arguments raise
+ValueError naming the argument."""
+
+import math
+
+import numpy as np
+import pytest
+
+from explorer import gradients, losses
+
+EMPTY = np.zeros((1, 4, 4, 1), np.float32)
+
+
+def _disk(size=8, radius=2.5):
+    yy, xx = np.mgrid[:size, :size]
+    return ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= radius**2).astype(np.float32)[
+        None, ..., None]
+
+
+@pytest.mark.parametrize(
+    "smooth, epsilon, expected, kind",
+    [
+        (1.0, 0.0, 1.0, "empty_perfect"),
+        (1.0, 1.0, 0.5, "empty_perfect"),  # smooth / (smooth + epsilon)
+        (0.0, 1e-7, 0.0, "empty_scores_zero"),
+        (0.0, 0.0, math.nan, "undefined"),
+    ],
+)
+def test_empty_truth_and_empty_prediction(smooth, epsilon, expected, kind):
+    value = float(losses.dice_coefficient(EMPTY, EMPTY, smooth=smooth, epsilon=epsilon))
+    if math.isnan(expected):
+        assert math.isnan(value)
+    else:
+        assert value == pytest.approx(expected, abs=1e-7)
+    (case,) = losses.degenerate_cases(EMPTY, EMPTY, smooth=smooth, epsilon=epsilon)
+    assert case.kind == kind
+    assert case.image == 0 and case.class_index == 0
+    assert (math.isnan(case.value) and math.isnan(expected)) or case.value == pytest.approx(
+        expected, abs=1e-7)
+
+
+def test_undefined_reason_says_zero_over_zero():
+    (case,) = losses.degenerate_cases(EMPTY, EMPTY, smooth=0.0, epsilon=0.0)
+    assert "0/0" in case.message and "smooth = epsilon = 0" in case.message
+
+
+def test_empty_truth_with_prediction_is_named():
+    pred = _disk()
+    (case,) = losses.degenerate_cases(np.zeros_like(pred), pred, smooth=1.0)
+    assert case.kind == "empty_truth"
+    # Dice = smooth / (P + smooth): every predicted pixel is a false positive
+    assert case.value == pytest.approx(1.0 / (pred.sum() + 1.0), rel=1e-6)
+
+
+def test_missed_object_is_named_empty_prediction():
+    truth = _disk()
+    (case,) = losses.degenerate_cases(truth, np.zeros_like(truth), smooth=1.0)
+    assert case.kind == "empty_prediction"
+    assert case.value == pytest.approx(1.0 / (truth.sum() + 1.0), rel=1e-6)
+
+
+def test_ordinary_masks_have_no_degenerate_case():
+    truth = _disk()
+    assert losses.degenerate_cases(truth, np.clip(truth * 0.8 + 0.1, 0, 1)) == []
+
+
+def test_whole_batch_hides_an_empty_image_that_per_image_reports():
+    truth = np.concatenate([_disk(), np.zeros_like(_disk())])
+    per_image = losses.degenerate_cases(truth, truth, smooth=0.0, epsilon=0.0, per_image=True)
+    whole = losses.degenerate_cases(truth, truth, smooth=0.0, epsilon=0.0, per_image=False)
+    assert [(c.image, c.kind) for c in per_image] == [(1, "undefined")]
+    assert whole == []
+    assert math.isnan(float(losses.dice_loss(truth, truth, smooth=0.0, per_image=True)))
+    assert float(losses.dice_loss(truth, truth, smooth=0.0, per_image=False)) == pytest.approx(0.0)
+
+
+def test_excluded_background_that_is_zero_over_zero_does_not_poison_the_loss():
+    # every pixel is class 1: class 0 is empty in truth and prediction (0/0 with smooth 0)
+    truth = np.zeros((1, 4, 4, 2), np.float32)
+    truth[..., 1] = 1
+    assert math.isnan(float(losses.dice_loss(truth, truth, smooth=0.0)))
+    assert float(losses.dice_loss(truth, truth, smooth=0.0, include_background=False)) == 0.0
+    assert float(losses.dice_loss(truth, truth, smooth=0.0, class_weights=[0, 1])) == 0.0
+
+
+def test_degenerate_gradients_are_finite_where_the_value_is_defined():
+    truth = np.concatenate([_disk(), np.zeros_like(_disk())])
+    pred = np.concatenate([_disk() * 0.9, np.zeros_like(_disk())])
+    value, grad = gradients.loss_and_gradient("dice_loss", truth, pred, smooth=1.0)
+    assert math.isfinite(value) and np.all(np.isfinite(grad))
+    value, grad = gradients.loss_and_gradient("dice_loss", truth, pred, smooth=0.0)
+    assert math.isnan(value)  # image 1 is 0/0: the value says so, the gradient stays finite
+    assert np.all(np.isfinite(grad))
+
+
+def test_hard_metrics_of_two_empty_masks_are_undefined():
+    metrics = losses.hard_metrics(EMPTY, EMPTY)
+    assert math.isnan(float(metrics["dice"][0])) and math.isnan(float(metrics["iou"][0]))
+    assert int(metrics["tn"][0]) == 16 and int(metrics["tp"][0]) == 0
+
+
+def test_lovasz_softmax_present_scores_zero_when_no_class_is_present():
+    pred = np.full((1, 4, 4, 1), 0.3, np.float32)
+    assert float(losses.lovasz_softmax(EMPTY, pred, classes="present")) == 0.0
+    # "all" counts the absent class: every pixel's error 0.3 weighs in
+    assert float(losses.lovasz_softmax(EMPTY, pred, classes="all")) == pytest.approx(0.3)
+
+
+# ------------------------------------------------------------------------ bad arguments
+
+TRUTH = _disk()
+PRED = np.clip(TRUTH * 0.7 + 0.2, 0, 1)
+FOUR = np.eye(4, dtype=np.float32)[np.arange(64).reshape(1, 8, 8) % 4]
+
+
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda: losses.dice_loss(TRUTH, PRED, smooth=-1), "smooth"),
+        (lambda: losses.dice_loss(TRUTH, PRED, epsilon=-1e-7), "epsilon"),
+        (lambda: losses.dice_loss(TRUTH, PRED, smooth=math.inf), "smooth"),
+        (lambda: losses.dice_loss(TRUTH, PRED, smooth="1"), "smooth"),
+        (lambda: losses.dice_loss(FOUR, FOUR, class_weights=[1, 2]), "class_weights"),
+        (lambda: losses.dice_loss(FOUR, FOUR, class_weights=[1, -1, 1, 1]), "class_weights"),
+        (lambda: losses.dice_loss(FOUR, FOUR, class_weights=[0, 0, 0, 0]), "class_weights"),
+        (lambda: losses.dice_loss(FOUR, FOUR, class_weights=[1, 0, 0, 0],
+                                  include_background=False), "class_weights"),
+        (lambda: losses.dice_loss(TRUTH, PRED[:, :4]), "same shape"),
+        (lambda: losses.dice_loss(TRUTH[0, ..., 0], PRED[0, ..., 0]), "y_true"),
+        (lambda: losses.dice_loss(TRUTH, PRED * 2), "y_pred"),
+        (lambda: losses.dice_loss(TRUTH * 3, PRED), "y_true"),
+        (lambda: losses.dice_loss(TRUTH, PRED * np.nan), "y_pred"),
+        (lambda: losses.dice_loss(TRUTH, PRED, per_image="yes"), "per_image"),
+        (lambda: losses.tversky_loss(TRUTH, PRED, alpha=-0.1), "alpha"),
+        (lambda: losses.tversky_loss(TRUTH, PRED, gamma=0), "gamma"),
+        (lambda: losses.focal_loss(TRUTH, PRED, alpha=1.5), "alpha"),
+        (lambda: losses.focal_loss(FOUR, FOUR, alpha=[1, 2]), "alpha"),
+        (lambda: losses.lovasz_softmax(FOUR, FOUR, classes="some"), "classes"),
+        (lambda: losses.lovasz_hinge(FOUR, FOUR), "lovasz_hinge"),
+        (lambda: losses.hard_metrics(TRUTH, PRED, threshold=1.5), "threshold"),
+        (lambda: losses.bce_dice_loss(TRUTH, PRED, dice_weight=-1), "dice_weight"),
+        (lambda: gradients.loss_and_gradient("dice", TRUTH, PRED), "loss_name"),
+        (lambda: gradients.loss_and_gradient("dice_loss", TRUTH, PRED, wrt="x"), "wrt"),
+        (lambda: gradients.loss_and_gradient("dice_loss", TRUTH, PRED, alpha=1), "alpha"),
+        (lambda: gradients.loss_and_gradient("dice_loss", TRUTH, PRED * 2), "y_pred"),
+        (lambda: losses.DiceLoss(smoth=1.0), "smoth"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_bad_arguments_raise_value_error_naming_them(call, argument):
+    with pytest.raises(ValueError, match=argument):
+        call()
+
+
+def test_weights_may_leave_out_background():
+    # C - 1 weights with include_background=False are the weights of classes 1..C-1
+    pred = np.clip(FOUR * 0.6 + 0.1, 0, 1)
+    short = float(losses.dice_loss(FOUR, pred, class_weights=[1, 2, 3], include_background=False))
+    full = float(losses.dice_loss(FOUR, pred, class_weights=[9, 1, 2, 3],
+                                  include_background=False))
+    assert short == pytest.approx(full)
+
+
+def test_single_channel_ignores_include_background():
+    assert float(losses.dice_loss(TRUTH, PRED, include_background=False)) == pytest.approx(
+        float(losses.dice_loss(TRUTH, PRED)))
