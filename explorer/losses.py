@@ -186,7 +186,10 @@ def _check_values(name, t, in_unit):
 
 
 def _num(value, dtype):
-    return tf.cast(tf.convert_to_tensor(value), dtype)
+    if tf.is_tensor(value):
+        return tf.cast(value, dtype)
+    # via numpy so a Python float keeps float64 precision in a float64 computation
+    return tf.convert_to_tensor(np.asarray(value, dtype.as_numpy_dtype))
 
 
 # ----------------------------------------------------------------------- core sums
@@ -196,7 +199,7 @@ def _sum_axes(rank, per_image):
     return list(range(1 if per_image else 0, rank - 1))
 
 
-def _overlap(g, p, *, squared=False, per_image=True, soft_label=False):
+def overlap_sums(g, p, *, squared=False, per_image=True, soft_label=False):
     """I, P, G of shape [B, C] (per image) or [1, C] (whole batch)."""
     axes = _sum_axes(g.shape.rank, per_image)
     inter = (p + g - tf.abs(p - g)) / 2 if soft_label else p * g
@@ -271,7 +274,7 @@ def _tversky_family(
     g, p = prepare_inputs(y_true, y_pred)
     weights = _class_weights(class_weights, g.shape[-1], include_background, g.dtype)
     g, p = _drop_background(g, p, include_background)
-    inter, pred_sum, true_sum = _overlap(g, p, squared=squared, per_image=per_image,
+    inter, pred_sum, true_sum = overlap_sums(g, p, squared=squared, per_image=per_image,
                                          soft_label=soft_label)
     smooth, epsilon = _num(smooth, g.dtype), _num(epsilon, g.dtype)
     if dice:  # Dice = Tversky(1/2, 1/2) with smooth/2, epsilon/2 (exact: halving is exact)
@@ -327,7 +330,7 @@ def per_class_dice(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, pe
     check_settings("per_class_dice", smooth=smooth, epsilon=epsilon, squared=squared,
                    per_image=per_image, soft_label=soft_label)
     g, p = prepare_inputs(y_true, y_pred)
-    inter, pred_sum, true_sum = _overlap(g, p, squared=squared, per_image=per_image,
+    inter, pred_sum, true_sum = overlap_sums(g, p, squared=squared, per_image=per_image,
                                          soft_label=soft_label)
     smooth, epsilon = _num(smooth, g.dtype), _num(epsilon, g.dtype)
     dice = _ratio(2 * inter + smooth, pred_sum + true_sum + smooth + epsilon)
@@ -382,7 +385,7 @@ def generalized_dice_loss(
                    soft_label=soft_label)
     g, p = prepare_inputs(y_true, y_pred)
     g, p = _drop_background(g, p, include_background)
-    inter, pred_sum, true_sum = _overlap(g, p, squared=squared, per_image=per_image,
+    inter, pred_sum, true_sum = overlap_sums(g, p, squared=squared, per_image=per_image,
                                          soft_label=soft_label)
     volume = tf.reduce_sum(g, _sum_axes(g.shape.rank, per_image)) if squared else true_sum
     if not per_image and squared:
@@ -572,7 +575,7 @@ def degenerate_cases(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, 
     g, p = prepare_inputs(y_true, y_pred)
     first = 0 if include_background or g.shape[-1] == 1 else 1
     g, p = _drop_background(g, p, include_background)
-    inter, pred_sum, true_sum = (s.numpy().astype(np.float64) for s in _overlap(
+    inter, pred_sum, true_sum = (s.numpy().astype(np.float64) for s in overlap_sums(
         g, p, squared=squared, per_image=per_image, soft_label=soft_label))
     found = []
     for (b, c), value in np.ndenumerate(
