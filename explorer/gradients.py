@@ -93,23 +93,22 @@ def loss_and_gradient(loss_name, y_true, y_pred, *, wrt="probabilities", **loss_
         raise ValueError(f"{loss_name} got unknown keywords {unknown}; accepted: {sorted(accepted)}")
     losses.check_settings(loss_name, **loss_keywords)
     # one eager validation of shapes and ranges; the compiled graph skips it
-    g_tensor, p_tensor = losses.prepare_inputs(y_true, y_pred)
-    dtype = g_tensor.dtype
-    g = g_tensor.numpy()
-    p = p_tensor.numpy()
+    g, p = losses.prepare_inputs(y_true, y_pred)
+    dtype = g.dtype
     if g.shape != p.shape:
         raise ValueError(f"y_true and y_pred must have the same shape, got {g.shape} and {p.shape}")
-
+    rank, channels = p.shape.rank, p.shape[-1]
     static = {k: v for k, v in loss_keywords.items() if not _is_numeric(v)}
     numeric = {k: np.asarray(v, dtype.as_numpy_dtype) for k, v in loss_keywords.items()
                if _is_numeric(v)}
-    key = (loss_name, wrt, p.ndim, p.shape[-1], dtype.name, tuple(sorted(static.items())),
+    key = (loss_name, wrt, rank, channels, dtype.name, tuple(sorted(static.items())),
            tuple(sorted((k, v.shape) for k, v in numeric.items())))
     with _lock:
         compiled = _compiled.get(key)
         if compiled is None:
-            compiled = _compiled[key] = _build(loss_name, wrt, p.ndim, p.shape[-1], dtype,
-                                               static, key[-1])
-    x = probabilities_to_logits(p) if wrt == "logits" else p
-    value, gradient = compiled(g, x.astype(dtype.as_numpy_dtype), numeric)
+            compiled = _compiled[key] = _build(loss_name, wrt, rank, channels, dtype, static,
+                                               key[-1])
+    if wrt == "logits":
+        p = tf.cast(probabilities_to_logits(p.numpy()), dtype)
+    value, gradient = compiled(g, p, numeric)
     return float(value), gradient.numpy()

@@ -1,0 +1,353 @@
+"""Benchmark: how fast is a loss value + per-pixel gradient, compiled vs eager vs a numpy floor.
+
+Run it as ``python -m explorer.bench`` (``--help`` for the options). For each loss in
+``explorer.losses.LOSSES``, for a binary (C=1) and a 4-class (C=4) mask at each size S
+(inputs ``[1, S, S, C]`` float32: a circle truth and a soft, shifted prediction; softmax for C=4),
+it prints the median time over the repeats of
+
+* compiled: ``explorer.gradients.loss_and_gradient(name, y_true, y_pred)`` (value and gradient),
+* eager: the naive way, a ``tf.GradientTape`` around the eager loss function, gradient to numpy,
+* numpy: the forward pass alone of the numpy oracle ``tests.reference`` in float64 (a floor for
+  "how fast could a value be at all"; it computes no gradient),
+* first call: the very first ``loss_and_gradient`` call at that size, measured before the repeats
+  and after a warm-up at another size, so it shows whether a new image size retraces.
+
+``lovasz_hinge`` is binary only and takes logits: its eager run feeds ``log(p / (1 - p))``.
+No timing is asserted anywhere; this is a table for people to read.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from explorer import gradients, losses  # noqa: E402
+
+DEFAULT_SIZES = (128, 256, 512, 1024)
+DEFAULT_REPEATS = 20
+QUICK_SIZES = (128, 256)
+QUICK_REPEATS = 5
+CLASS_COUNTS = (1, 4)
+BINARY_ONLY = frozenset({"lovasz_hinge"})
+TAKES_LOGITS = getattr(losses, "TAKES_LOGITS", frozenset({"lovasz_hinge"}))
+NUMPY_UNAVAILABLE = "numpy floor unavailable"
+NUMPY_BUDGET_S = 5.0  # at most about this many seconds of numpy-oracle calls per table cell
+
+COLUMNS = (
+    ("loss", 21, "<"),
+    ("C", 2, ">"),
+    ("size", 5, ">"),
+    ("compiled ms", 11, ">"),
+    ("eager ms", 10, ">"),
+    ("numpy ms", len(NUMPY_UNAVAILABLE), ">"),
+    ("first-call ms", 13, ">"),
+    ("compiled/eager", 14, ">"),
+    ("compiled/numpy", 14, ">"),
+)
+
+
+@dataclass
+class Row:
+    loss: str
+    classes: int
+    size: int
+    compiled_ms: float
+    eager_ms: float
+    numpy_ms: float | None  # None: the numpy floor could not run
+    first_call_ms: float
+    numpy_note: str = ""  # why numpy_ms is None
+
+    @property
+    def compiled_over_eager(self) -> float:
+        return self.compiled_ms / self.eager_ms
+
+    @property
+    def compiled_over_numpy(self) -> float | None:
+        return None if self.numpy_ms is None else self.compiled_ms / self.numpy_ms
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def make_inputs(size: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A circle truth and a soft prediction of the same circle moved by size/16 pixels.
+
+    Returns ``(y_true, y_pred)``, both float32 of shape ``[1, size, size, classes]``. For C=1 the
+    prediction is a sigmoid ramp around the moved circle's edge, kept inside [1e-4, 1 - 1e-4] so that
+    its logits are finite; for C=4 the truth is one-hot (background + three circles) and the
+    prediction is a softmax over classes.
+    """
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    shift = size / 16.0
+    edge = max(size / 64.0, 0.5)  # width of the soft edge, pixels
+
+    def distance(cy, cx):
+        return np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+
+    if classes == 1:
+        radius = size / 4.0
+        truth = (distance(size / 2, size / 2) <= radius).astype(np.float64)
+        ramp = 1.0 / (1.0 + np.exp(-(radius - distance(size / 2 + shift / 2, size / 2 + shift)) / edge))
+        pred = np.clip(ramp, 1e-4, 1 - 1e-4)
+        return (truth[None, :, :, None].astype(np.float32), pred[None, :, :, None].astype(np.float32))
+
+    centres = [(0.3, 0.3), (0.3, 0.7), (0.7, 0.5)]  # classes 1..3, as fractions of the size
+    radius = size / 6.0
+    labels = np.zeros((size, size), dtype=np.int64)
+    logits = np.zeros((size, size, classes), dtype=np.float64)
+    for k, (fy, fx) in enumerate(centres[: classes - 1], start=1):
+        labels[distance(fy * size, fx * size) <= radius] = k
+        ramp = 1.0 / (1.0 + np.exp(-(radius - distance(fy * size + shift / 2, fx * size + shift)) / edge))
+        logits[..., k] = 4.0 * ramp
+    logits[..., 0] = 2.0
+    truth = np.eye(classes)[labels]
+    pred = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    pred /= pred.sum(axis=-1, keepdims=True)
+    return truth[None].astype(np.float32), pred[None].astype(np.float32)
+
+
+def to_logits(p: np.ndarray) -> np.ndarray:
+    return np.log(p / (1.0 - p))
+
+
+# ----------------------------------------------------------------------------- the three ways
+
+
+def load_reference():
+    """The numpy oracle ``tests.reference``, or None when it cannot be imported."""
+    try:
+        import tests.reference as reference  # noqa: PLC0415
+    except Exception:  # missing, or broken: the column says so
+        return None
+    return reference
+
+
+def _median_ms(call, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def compiled_call(name: str, y_true: np.ndarray, y_pred: np.ndarray):
+    def call():
+        value, grad = gradients.loss_and_gradient(name, y_true, y_pred)
+        return float(value), np.asarray(grad)
+
+    return call
+
+
+def eager_call(name: str, y_true: np.ndarray, y_pred: np.ndarray):
+    fn = losses.LOSSES[name]
+    y_true_tensor = tf.constant(y_true)
+    p = tf.constant(to_logits(y_pred) if name in TAKES_LOGITS else y_pred)
+
+    def call():
+        with tf.GradientTape() as t:
+            t.watch(p)
+            v = fn(y_true_tensor, p)
+        return float(v), t.gradient(v, p).numpy()
+
+    return call
+
+
+def numpy_call(reference, name: str, y_true: np.ndarray, y_pred: np.ndarray):
+    fn = getattr(reference, name)
+    g = y_true.astype(np.float64)
+    p = y_pred.astype(np.float64)
+    if name in TAKES_LOGITS:
+        p = to_logits(p)
+
+    def call():
+        return float(fn(g, p))
+
+    return call
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def warmup_size(sizes) -> int:
+    """A size not in `sizes`, used to build the compiled function before anything is timed."""
+    size = 48
+    while size in sizes:
+        size += 1
+    return size
+
+
+def bench_one(name: str, classes: int, sizes, repeats: int, reference) -> list[Row]:
+    # Warm-up at a size that is not measured: builds the compiled function for these settings,
+    # so that "first call" below shows only what a NEW SIZE costs (a retrace would show here).
+    y_true, y_pred = make_inputs(warmup_size(sizes), classes)
+    compiled_call(name, y_true, y_pred)()
+    eager_call(name, y_true, y_pred)()
+
+    rows = []
+    for size in sizes:
+        y_true, y_pred = make_inputs(size, classes)
+        compiled = compiled_call(name, y_true, y_pred)
+        start = time.perf_counter()
+        compiled()
+        first_ms = (time.perf_counter() - start) * 1e3
+        compiled_ms = _median_ms(compiled, repeats)
+
+        eager = eager_call(name, y_true, y_pred)
+        eager()  # untimed: the first eager call at a size pays for kernel set-up
+        eager_ms = _median_ms(eager, repeats)
+
+        numpy_ms, note = None, NUMPY_UNAVAILABLE
+        if reference is not None:
+            if hasattr(reference, name):
+                floor = numpy_call(reference, name, y_true, y_pred)
+                try:
+                    once_ms = _median_ms(floor, 1)
+                except Exception as exc:  # the oracle's own problem: report, keep benchmarking
+                    note = f"error({type(exc).__name__})"
+                else:
+                    # The oracle is written for clarity, and some of its functions loop over pixels
+                    # in Python: cap the time spent on it, and mark the cell when fewer runs were timed.
+                    fewer = max(1, int(NUMPY_BUDGET_S * 1e3 / once_ms))
+                    if fewer >= repeats:
+                        numpy_ms, note = _median_ms(floor, repeats), ""
+                    else:
+                        numpy_ms, note = _median_ms(floor, fewer - 1) if fewer > 1 else once_ms, "*"
+            else:
+                note = "n/a"
+        rows.append(Row(name, classes, size, compiled_ms, eager_ms, numpy_ms, first_ms, note))
+    return rows
+
+
+def run(sizes, repeats: int, names, *, progress=None) -> list[Row]:
+    reference = load_reference()
+    rows = []
+    for name in names:
+        for classes in CLASS_COUNTS:
+            if classes > 1 and name in BINARY_ONLY:
+                continue
+            if progress is not None:
+                progress(f"{name} C={classes} ...")
+            rows.extend(bench_one(name, classes, sizes, repeats, reference))
+    return rows
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def machine_line() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"machine: {platform.platform()} ({cpu}), {os.cpu_count()} CPUs, "
+        f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}; Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, NumPy {np.__version__}"
+    )
+
+
+def _fmt_ms(value: float | None, note: str = "") -> str:
+    if value is None:
+        return note or "n/a"
+    text = f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
+    return text + note  # note "*": fewer timed runs
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def format_table(rows: list[Row]) -> str:
+    def line(cells):
+        return "  ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, COLUMNS)).rstrip()
+
+    out = [line([title for title, _, _ in COLUMNS]), line(["-" * width for _, width, _ in COLUMNS])]
+    for r in rows:
+        out.append(
+            line(
+                [
+                    r.loss,
+                    str(r.classes),
+                    str(r.size),
+                    _fmt_ms(r.compiled_ms),
+                    _fmt_ms(r.eager_ms),
+                    _fmt_ms(r.numpy_ms, r.numpy_note),
+                    _fmt_ms(r.first_call_ms),
+                    _fmt_ratio(r.compiled_over_eager),
+                    _fmt_ratio(r.compiled_over_numpy),
+                ]
+            )
+        )
+    if any(r.numpy_note == "*" for r in rows):
+        out.append(f"* fewer timed runs of the numpy oracle (it is slow here; about {NUMPY_BUDGET_S:g} s per cell)")
+    return "\n".join(out)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m explorer.bench",
+        description="Time loss value + gradient: compiled (explorer.gradients) vs eager GradientTape "
+        "vs the numpy oracle's forward pass. Prints one plain-text table.",
+    )
+    parser.add_argument("--sizes", help=f"comma-separated image sizes S (default {','.join(map(str, DEFAULT_SIZES))}; "
+                        f"--quick: {','.join(map(str, QUICK_SIZES))})")
+    parser.add_argument("--repeats", type=int, help=f"timed calls per cell, median reported (default {DEFAULT_REPEATS}; "
+                        f"--quick: {QUICK_REPEATS})")
+    parser.add_argument("--losses", help="comma-separated loss names (default: all of explorer.losses.LOSSES)")
+    parser.add_argument("--quick", action="store_true", help="a short run: sizes 128,256 and 5 repeats "
+                        "(explicit --sizes/--repeats still win)")
+    args = parser.parse_args(argv)
+
+    sizes = args.sizes or ",".join(map(str, QUICK_SIZES if args.quick else DEFAULT_SIZES))
+    try:
+        args.sizes = [int(s) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated whole numbers, got {sizes!r}")
+    if not args.sizes or any(s < 4 for s in args.sizes):
+        parser.error(f"--sizes must be whole numbers >= 4, got {sizes!r}")
+
+    if args.repeats is None:
+        args.repeats = QUICK_REPEATS if args.quick else DEFAULT_REPEATS
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+
+    names = list(losses.LOSSES) if not args.losses else [n.strip() for n in args.losses.split(",") if n.strip()]
+    unknown = [n for n in names if n not in losses.LOSSES]
+    if unknown or not names:
+        parser.error(f"unknown loss name(s) {unknown}; known: {', '.join(losses.LOSSES)}")
+    args.losses = names
+    return args
+
+
+def main(argv=None) -> list[Row]:
+    """Run the benchmark and print the table; returns the rows (for tests)."""
+    args = parse_args(argv)
+    print(machine_line())
+    print(
+        f"date: {datetime.date.today().isoformat()}; inputs [1, S, S, C] float32; "
+        f"median of {args.repeats} calls; ms = milliseconds"
+    )
+    sys.stdout.flush()
+
+    def progress(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    rows = run(args.sizes, args.repeats, args.losses, progress=progress)
+    print()
+    print(format_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
