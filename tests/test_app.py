@@ -1,108 +1,201 @@
-"""The Streamlit entry point runs headless (AppTest) and shows what explorer.losses computes."""
+"""The app headless (AppTest): it runs, every tab renders, every widget survives its
+extremes, and the numbers shown are explorer.losses on the same masks."""
 
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from explorer import losses, masks
+from explorer.ui.widgets import LOG_GRID
 
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-# AppTest.from_file resolves a relative path against the calling file (tests/), so give it the
-# absolute path of the app at the repository root.
-APP = str(ROOT / "app.py")
-
-# The demo's geometry, restated here on purpose (an independent copy, not imported from app.py).
-SIZE, RADIUS, CY, CX = 64, 12, 31.5, 19.5
+# AppTest resolves a relative path against the calling file: give it the absolute one
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TABS = ("Compare gradients", "Batch: per image vs whole batch", "Sweeps")
 
 
-def circle(shift):
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64) + 0.5
-    inside = (yy - CY) ** 2 + (xx - CX - shift) ** 2 <= RADIUS**2
-    return inside.astype(np.float32)[None, :, :, None]
-
-
-def shown(at):
-    """The two metrics the page shows, as {label: float}."""
-    return {m.label: float(m.value) for m in at.metric}
-
-
-def sliders(at):
-    shift = next(s for s in at.slider if s.label.startswith("Prediction shift"))
-    smooth = next(s for s in at.slider if s.label.startswith("smooth"))
-    return shift, smooth
-
-
-@pytest.fixture(scope="module")
-def at():
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    return app
-
-
-def test_runs_without_exception(at):
+def _run(at):
+    at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    assert at.title[0].value == "Dice Loss Explorer"
-    assert set(shown(at)) == {"Dice coefficient", "Dice loss"}
+    return at
 
 
-def test_shown_numbers_equal_the_library(at):
-    from explorer import losses
+@pytest.fixture
+def at():
+    return _run(AppTest.from_file(APP, default_timeout=180))
 
-    for shift_value, smooth_value in [(4, 1.0), (0, 0.0), (13, 7.5), (30, 100.0), (30, 0.0)]:
-        shift, smooth = sliders(at)
-        shift.set_value(shift_value)
-        smooth.set_value(smooth_value)
+
+def table(at) -> dict[str, float]:
+    frame = at.dataframe[0].value  # the first table on the page is the metrics table
+    frame = getattr(frame, "data", frame)  # a Styler holds the frame in .data
+    return dict(zip(frame["metric"], frame["value"]))
+
+
+def default_masks():
+    """The opening view, rebuilt from the library: a circle and a copy moved 8 px right,
+    confidence 0.9 with an edge blur of 1 px."""
+    truth = masks.shape_mask("circle", 256, radius=0.2, center=(0.5, 0.5))
+    pred = masks.soften(masks.shift(truth, 0, 8), 2, confidence=0.9, blur_sigma=1.0)
+    return masks.to_batch(masks.one_hot(truth, 2)), masks.to_batch(pred)
+
+
+def test_every_tab_renders(at):
+    assert at.metric[0].label == "Dice loss (chosen)"
+    keys = {chart.key for chart in at.get("plotly_chart")}
+    assert {"truth_figure", "prob_figure", "gradient_probabilities", "gradient_logits",
+            "compare_dice_loss"} <= keys
+    at.session_state["explore_tabs"] = TABS[1]
+    _run(at)
+    labels = [m.label for m in at.metric]
+    assert "Dice loss, whole batch" in labels and "Dice loss, per image (mean)" in labels
+    at.session_state["explore_tabs"] = TABS[2]
+    _run(at)
+    assert {"sweep_smooth", "sweep_confidence", "sweep_size", "sweep_size_grad"} <= {
+        chart.key for chart in at.get("plotly_chart")}
+
+
+def test_numbers_shown_equal_the_library(at):
+    truth, pred = default_masks()
+    shown = table(at)
+    assert shown["Dice coefficient (soft)"] == pytest.approx(
+        float(losses.dice_coefficient(truth, pred)), abs=1e-6)
+    assert shown["Dice loss"] == pytest.approx(float(losses.dice_loss(truth, pred)), abs=1e-6)
+    assert shown["BCE"] == pytest.approx(float(losses.binary_crossentropy(truth, pred)), abs=1e-6)
+    assert shown["IoU (soft Jaccard index)"] == pytest.approx(
+        1 - float(losses.jaccard_loss(truth, pred)), abs=1e-6)
+    hard = losses.hard_metrics(truth, pred)
+    assert shown["Dice (hard, at 0.5)"] == pytest.approx(float(hard["dice"][0]), abs=1e-9)
+    # a setting change moves the table by exactly what the library says
+    at.number_input(key="smooth").set_value(0.0)
+    at.number_input(key="epsilon").set_value(1e-7)
+    at.checkbox(key="squared").check()
+    _run(at)
+    keywords = dict(smooth=0.0, epsilon=1e-7, squared=True)
+    assert table(at)["Dice loss"] == pytest.approx(
+        float(losses.dice_loss(truth, pred, **keywords)), abs=1e-6)
+    assert at.metric[0].value == f"{float(losses.dice_loss(truth, pred, **keywords)):.6f}"
+
+
+def test_multiclass_weights_and_background_change_the_numbers(at):
+    at.selectbox(key="num_classes").set_value(4)
+    at.radio(key="truth_source").set_value("Gallery")
+    _run(at)
+    before = table(at)["Dice loss"]
+    at.button(key="inverse_frequency").click()
+    _run(at)
+    weighted = table(at)["Dice loss"]
+    at.checkbox(key="include_background").uncheck()
+    _run(at)
+    assert len({before, weighted, table(at)["Dice loss"]}) == 3
+    assert "class_bars" in {c.key for c in at.get("plotly_chart")}
+
+
+def test_both_empty_with_smooth_zero_is_explained_not_nan(at):
+    at.radio(key="truth_source").set_value("Empty")
+    at.radio(key="prediction_source").set_value("Empty")
+    at.slider(key="confidence").set_value(1.0)
+    at.slider(key="blur").set_value(0.0)
+    at.number_input(key="smooth").set_value(0.0)
+    _run(at)
+    assert at.metric[0].value == "undefined (0/0)"
+    assert any("0/0" in w.value and "both empty" in w.value for w in at.warning)
+    at.number_input(key="epsilon").set_value(1e-6)
+    _run(at)
+    assert at.metric[0].value == "1.000000"  # a perfect empty prediction punished
+    assert any("perfect empty prediction" in w.value for w in at.warning)
+
+
+def _fake_canvas(rgba):
+    """A stand-in for streamlit_drawable_canvas that 'draws' the given RGBA image."""
+    module = types.ModuleType("streamlit_drawable_canvas")
+    module.calls = []
+
+    def st_canvas(**kwargs):
+        module.calls.append(kwargs)
+        return types.SimpleNamespace(image_data=rgba, json_data=None)
+
+    module.st_canvas = st_canvas
+    return module
+
+
+def test_a_drawing_on_the_canvas_becomes_the_truth(monkeypatch):
+    rgba = np.zeros((256, 256, 4), np.uint8)
+    rgba[100:140, 60:120] = (232, 89, 12, 255)  # a class-1 stroke
+    rgba[120:130, 60:80] = (0, 0, 0, 255)  # erased again
+    fake = _fake_canvas(rgba)
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
+    at = AppTest.from_file(APP, default_timeout=180)
+    _run(at)
+    at.radio(key="truth_source").set_value("Draw")
+    _run(at)
+    assert fake.calls and fake.calls[-1]["stroke_color"] == masks.CLASS_COLORS[1]
+    truth_labels = masks.rgba_to_labels(rgba, 2)
+    assert truth_labels.sum() == 40 * 60 - 10 * 20
+    truth = masks.to_batch(masks.one_hot(truth_labels, 2))
+    pred = masks.to_batch(masks.soften(masks.shift(truth_labels, 0, 8), 2, confidence=0.9,
+                                       blur_sigma=1.0))
+    assert table(at)["Dice loss"] == pytest.approx(float(losses.dice_loss(truth, pred)),
+                                                   abs=1e-6)
+
+
+def _extreme_setters(widget):
+    """Ways to push one widget to each end of its range."""
+    kind = type(widget).__name__
+    if kind in ("Slider", "NumberInput"):
+        ends = [widget.min, widget.max]
+        return [lambda w, v=v: w.set_value(v) for v in ends if v is not None]
+    if kind in ("Checkbox", "Toggle"):
+        return [lambda w: w.set_value(True), lambda w: w.set_value(False)]
+    if kind == "SelectSlider":  # the only select_sliders are smooth and epsilon
+        return [lambda w: w.set_value(LOG_GRID[0]), lambda w: w.set_value(LOG_GRID[-1])]
+    return [lambda w: _choose(w, 0), lambda w: _choose(w, -1)]
+
+
+def _choose(widget, index):
+    """Pick an option by position. The page sends the displayed label, so the test
+    works in labels: it must not format them a second time."""
+    # AppTest would pass the label through the page's format_func again: view it as plain
+    widget.__class__ = type("Plain" + type(widget).__name__, (type(widget),),
+                            {"format_func": property(lambda self: str)})
+    widget.set_value(widget.options[index])
+
+
+def test_every_widget_survives_its_extremes(at):
+    kinds = ("slider", "number_input", "checkbox", "toggle", "select_slider", "radio",
+             "selectbox")
+    # small masks keep the ~150 reruns quick; the size itself is pushed at the end
+    _choose(at.selectbox(key="mask_size"), 0)
+    _run(at)
+    seen = {"mask_size"}
+    for _ in range(3):  # new widgets appear as sources change: sweep until none is new
+        found = [w.key for kind in kinds for w in getattr(at, kind)
+                 if w.key and w.key not in seen and not w.disabled]
+        if not found:
+            break
+        for key in found:
+            seen.add(key)
+            for push in _extreme_setters(_by_key(at, key)):
+                widget = _by_key(at, key)
+                if widget is None:  # gone after an earlier change
+                    break
+                push(widget)
+                at.run()
+                assert not at.exception, (key, at.exception)
+    assert len(seen) > 30, sorted(seen)
+    for index in (-1, 0):
+        _choose(at.selectbox(key="mask_size"), index)
         at.run()
         assert not at.exception, at.exception
-        y_true, y_pred = circle(0.0), circle(float(shift_value))
-        want_c = float(losses.dice_coefficient(y_true, y_pred, smooth=smooth_value))
-        want_l = float(losses.dice_loss(y_true, y_pred, smooth=smooth_value))
-        got = shown(at)
-        assert got["Dice coefficient"] == pytest.approx(want_c, abs=5e-7), (shift_value, smooth_value)
-        assert got["Dice loss"] == pytest.approx(want_l, abs=5e-7), (shift_value, smooth_value)
-        # and the library agrees with the textbook formula on these hard masks
-        inter, total = float((y_true * y_pred).sum()), float(y_true.sum() + y_pred.sum())
-        assert want_c == pytest.approx((2 * inter + smooth_value) / (total + smooth_value), rel=1e-5)
 
 
-def test_sliders_at_extremes_change_the_metric(at):
-    shift, smooth = sliders(at)
-    shift.set_value(shift.min).run()
-    smooth.set_value(smooth.min).run()
-    _, smooth = sliders(at)
-    perfect = shown(at)
-    assert perfect["Dice coefficient"] == pytest.approx(1.0, abs=1e-6)
-    assert perfect["Dice loss"] == pytest.approx(0.0, abs=1e-6)
-
-    shift, _ = sliders(at)
-    shift.set_value(shift.max).run()
-    apart = shown(at)
-    assert apart["Dice coefficient"] < 0.01  # the circles no longer overlap and smooth is 0
-    assert apart["Dice loss"] > 0.99
-
-    _, smooth = sliders(at)
-    smooth.set_value(smooth.max).run()
-    smoothed = shown(at)
-    assert smoothed["Dice coefficient"] > apart["Dice coefficient"] + 0.05  # smooth softens the penalty
-    assert not at.exception
-
-
-def test_a_library_error_shows_a_message_not_a_traceback(monkeypatch):
-    from explorer import losses
-
-    def broken(*args, **kwargs):
-        raise ValueError("smooth must be >= 0, got -1")
-
-    monkeypatch.setattr(losses, "dice_coefficient", broken)
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    assert not app.exception
-    assert len(app.error) == 1
-    assert "smooth must be >= 0" in app.error[0].value
-    assert not app.metric
+def _by_key(at, key):
+    for kind in ("slider", "number_input", "checkbox", "toggle", "select_slider", "radio",
+                 "selectbox"):
+        for widget in getattr(at, kind):
+            if widget.key == key:
+                return widget
+    return None

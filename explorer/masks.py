@@ -1,0 +1,355 @@
+"""Masks in and out: file loading with plain-sentence errors, canvas strokes to labels,
+generated shapes, edits of a prediction, and soft (probability) predictions.
+
+Masks here are 2-D integer label maps ``[H, W]`` (0 = background, 1..K-1 classes);
+:func:`to_batch` turns them into the library's channels-last tensors. No Streamlit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
+from skimage import draw, filters, morphology, transform
+
+MAX_CLASSES = 6
+MAX_SIDE = 2048
+MAX_PIXELS = MAX_SIDE * MAX_SIDE
+MAX_FILE_BYTES = 32 * 1024 * 1024
+# one colour per class, class 0 (background) first: the same everywhere in the app
+ERASER_LEVEL = 40  # strokes darker than this in every channel are the eraser (class 0)
+CLASS_COLORS = ("#000000", "#e8590c", "#1c7ed6", "#2f9e44", "#ae3ec9", "#f2c200")
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's decompression-bomb guard at our cap
+
+
+class MaskError(ValueError):
+    """A mask or probability file that cannot be used, with one plain sentence why."""
+
+
+# ------------------------------------------------------------------------- reading
+
+
+def _read_bytes(source) -> tuple[bytes, str]:
+    """Bytes and a lower-case name (for the extension) from a path, bytes or file."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise MaskError(f"There is no file at {path}.")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise MaskError(f"The file is larger than {MAX_FILE_BYTES // 2**20} MB.")
+        return path.read_bytes(), path.name.lower()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), ""
+    if hasattr(source, "read"):
+        data = source.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise MaskError(f"The file is larger than {MAX_FILE_BYTES // 2**20} MB.")
+        return data, str(getattr(source, "name", "")).lower()
+    raise MaskError("A mask must be given as a file path, bytes or an open file.")
+
+
+def _load_npy(data: bytes) -> np.ndarray:
+    buffer = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buffer)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(buffer)
+    except Exception:
+        raise MaskError("The .npy file is damaged: its header could not be read.") from None
+    if dtype.hasobject:
+        raise MaskError("The .npy file holds Python objects; only plain numeric arrays are "
+                        "accepted (it is never unpickled).")
+    if int(np.prod(shape, dtype=np.int64)) > MAX_PIXELS:
+        raise MaskError(f"The array has {int(np.prod(shape)):,} values; the limit is "
+                        f"{MAX_PIXELS:,} ({MAX_SIDE}x{MAX_SIDE}).")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception:
+        raise MaskError("The .npy file is truncated or damaged.") from None
+
+
+def _load_image(data: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise MaskError(f"The image is {width}x{height} pixels; the limit is "
+                                f"{MAX_PIXELS:,} pixels ({MAX_SIDE}x{MAX_SIDE}).")
+            image.load()
+    except MaskError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MaskError(f"The image is too large (a decompression bomb?); the limit is "
+                        f"{MAX_PIXELS:,} pixels.") from None
+    except UnidentifiedImageError:
+        raise MaskError("The file is not an image Pillow can read (PNG, JPEG, TIFF) "
+                        "nor a .npy array.") from None
+    except (OSError, SyntaxError, ValueError):
+        raise MaskError("The image is truncated or damaged and could not be read.") from None
+    return image
+
+
+def _decode(source) -> np.ndarray | Image.Image:
+    data, name = _read_bytes(source)
+    if not data:
+        raise MaskError("The file is empty.")
+    if data[:6] == b"\x93NUMPY" or name.endswith(".npy"):
+        return _load_npy(data)
+    return _load_image(data)
+
+
+def _as_2d(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise MaskError(f"A mask must be a 2-D image (height x width); this one has shape "
+                        f"{array.shape}.")
+    if 0 in array.shape:
+        raise MaskError("The mask has no pixels.")
+    return array
+
+
+def _check_labels(labels: np.ndarray, num_classes: int | None) -> np.ndarray:
+    allowed = num_classes or MAX_CLASSES
+    if labels.min() < 0:
+        raise MaskError("The mask has negative labels; labels must be 0 (background) "
+                        f"to {allowed - 1}.")
+    if labels.max() >= allowed:
+        raise MaskError(f"The mask has label {int(labels.max())}, more classes than allowed: "
+                        f"labels must be 0 to {allowed - 1}.")
+    return labels.astype(np.int32)
+
+
+def _numeric_labels(array: np.ndarray, num_classes: int | None) -> np.ndarray:
+    """Integer-valued arrays are labels; 0/max (e.g. 0/255, 0/65535) is binary."""
+    array = _as_2d(array)
+    if array.dtype == bool:
+        return array.astype(np.int32)
+    if not np.issubdtype(array.dtype, np.number):
+        raise MaskError(f"The array has type {array.dtype}; a mask needs numbers.")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise MaskError("The mask contains NaN or infinite values.")
+        if not np.all(array == np.round(array)):
+            raise MaskError("The array holds fractions; a label mask needs whole numbers "
+                            "(load it as a probability map instead).")
+    values = np.unique(array)
+    if len(values) <= 2 and values.min() >= 0 and values.max() in (255, 65535):
+        return (array > 0).astype(np.int32)  # a two-level 0/255 or 0/65535 mask
+    return _check_labels(array.astype(np.int64), num_classes)
+
+
+def _image_labels(image: Image.Image, num_classes: int | None) -> np.ndarray:
+    if image.mode == "P":  # palette PNG: the index is the class
+        return _check_labels(np.asarray(image, np.int64), num_classes)
+    if image.mode in ("RGBA", "LA", "PA"):
+        return rgba_to_labels(np.asarray(image.convert("RGBA")), num_classes or 2)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _numeric_labels(np.asarray(image), num_classes)
+    gray = np.asarray(image.convert("L"))
+    values = np.unique(gray)
+    if values.max() < (num_classes or MAX_CLASSES) and len(values) <= MAX_CLASSES:
+        return gray.astype(np.int32)  # a label image saved as grey levels 0, 1, 2, ...
+    return (gray >= 128).astype(np.int32)  # a grey mask (JPEG noise, anti-aliasing): halfway
+
+
+def load_mask(source, *, num_classes: int | None = None) -> np.ndarray:
+    """A 2-D integer label map from a path, bytes or file-like object.
+
+    Reads grayscale 0/255 (and grey masks, thresholded halfway), 16-bit images,
+    RGBA strokes on transparent (colour = class when ``num_classes > 2``), palette PNG
+    (index = class) and integer ``.npy`` (never unpickled). Raises :class:`MaskError`
+    with one sentence for anything else.
+    """
+    if num_classes is not None and not 1 <= num_classes <= MAX_CLASSES:
+        raise MaskError(f"num_classes must be 1 to {MAX_CLASSES}, got {num_classes}.")
+    decoded = _decode(source)
+    if isinstance(decoded, np.ndarray):
+        return _numeric_labels(decoded, num_classes)
+    return _image_labels(decoded, num_classes)
+
+
+def load_probability(source) -> np.ndarray:
+    """A 2-D float32 probability map: a float ``.npy`` in [0, 1], or an image read as
+    grey level / max (255 for 8-bit)."""
+    decoded = _decode(source)
+    if isinstance(decoded, np.ndarray):
+        array = _as_2d(decoded)
+        if array.dtype == bool or not np.issubdtype(array.dtype, np.floating):
+            return load_mask(source).astype(np.float32).clip(0, 1)
+        if not np.all(np.isfinite(array)):
+            raise MaskError("The probability map contains NaN or infinite values.")
+        if array.min() < 0 or array.max() > 1:
+            raise MaskError(f"Probabilities must lie in [0, 1]; this map runs from "
+                            f"{array.min():g} to {array.max():g}.")
+        return array.astype(np.float32)
+    if decoded.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return (_as_2d(np.asarray(decoded)).astype(np.float64) / 65535).clip(0, 1).astype(
+            np.float32)
+    return np.asarray(decoded.convert("L"), np.float32) / 255
+
+
+def rgba_to_labels(rgba: np.ndarray, num_classes: int = 2) -> np.ndarray:
+    """Canvas strokes to labels: transparent is background, and so is opaque black (the
+    eraser paints with class 0's colour). Any other opaque pixel is class 1 for a binary
+    mask, else the class whose colour is nearest."""
+    rgba = np.asarray(rgba)
+    if rgba.ndim != 3 or rgba.shape[-1] != 4:
+        raise MaskError(f"Expected an RGBA image of shape (H, W, 4), got {rgba.shape}.")
+    drawn = (rgba[..., 3] >= 128) & (rgba[..., :3].max(-1) >= ERASER_LEVEL)
+    if num_classes <= 2:
+        return drawn.astype(np.int32)
+    palette = np.array([_hex_to_rgb(c) for c in CLASS_COLORS[1:num_classes]], np.int32)
+    distance = ((rgba[..., None, :3].astype(np.int32) - palette) ** 2).sum(-1)
+    return np.where(drawn, distance.argmin(-1) + 1, 0).astype(np.int32)
+
+
+def _hex_to_rgb(color: str) -> tuple[int, int, int]:
+    return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def save_mask_png(labels: np.ndarray) -> bytes:
+    """A palette PNG whose index is the class (reads back with :func:`load_mask`)."""
+    image = Image.fromarray(np.asarray(labels, np.uint8), mode="P")
+    palette = [v for c in CLASS_COLORS for v in _hex_to_rgb(c)]
+    image.putpalette(palette + [0] * (768 - len(palette)))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------- generating
+
+
+def shape_mask(kind: str, size: int = 128, *, radius: float = 0.2, center=(0.5, 0.5),
+               count: int = 3, seed: int = 0, label: int = 1) -> np.ndarray:
+    """A generated mask: ``"circle"``, ``"square"`` or ``"blobs"``. ``radius`` and
+    ``center`` are fractions of the side, so size and position vary continuously."""
+    labels = np.zeros((size, size), np.int32)
+    cy, cx = center[0] * size, center[1] * size
+    r = max(radius * size, 0.5)
+    if kind == "circle":
+        rr, cc = draw.disk((cy, cx), r, shape=labels.shape)
+        labels[rr, cc] = label
+    elif kind == "square":
+        top, left = int(round(cy - r)), int(round(cx - r))
+        bottom, right = int(round(cy + r)), int(round(cx + r))
+        labels[max(top, 0):max(bottom, 0), max(left, 0):max(right, 0)] = label
+    elif kind == "blobs":
+        rng = np.random.default_rng(seed)
+        for _ in range(count):
+            centre = rng.uniform(0.15, 0.85, 2) * size
+            axes = r * rng.uniform(0.4, 1.0, 2)
+            rr, cc = draw.ellipse(centre[0], centre[1], axes[0], axes[1], shape=labels.shape,
+                                  rotation=rng.uniform(0, np.pi))
+            labels[rr, cc] = label
+    else:
+        raise ValueError(f"kind must be 'circle', 'square' or 'blobs', got {kind!r}")
+    return labels
+
+
+def shift(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Move the mask by whole pixels; what leaves the frame is gone, what enters is 0."""
+    return ndimage.shift(np.asarray(labels), (dy, dx), order=0, mode="constant", cval=0)
+
+
+def dilate(labels: np.ndarray, radius: int = 1) -> np.ndarray:
+    """Grow every class by ``radius`` pixels (grey dilation: larger labels win ties)."""
+    return morphology.dilation(np.asarray(labels), morphology.disk(radius)) if radius else labels
+
+
+def erode(labels: np.ndarray, radius: int = 1) -> np.ndarray:
+    """Shrink the foreground by ``radius`` pixels (eroded pixels become background)."""
+    labels = np.asarray(labels)
+    if not radius:
+        return labels
+    kept = morphology.erosion(labels > 0, morphology.disk(radius))
+    return np.where(kept, labels, 0)
+
+
+def invert(labels: np.ndarray) -> np.ndarray:
+    """Swap foreground and background (a binary view: every class becomes background)."""
+    return (np.asarray(labels) == 0).astype(np.int32)
+
+
+def resize_labels(labels: np.ndarray, shape) -> np.ndarray:
+    """Nearest-neighbour resize: labels stay labels."""
+    return transform.resize(labels, shape, order=0, preserve_range=True,
+                            anti_aliasing=False).astype(np.int32)
+
+
+def resize_probability(prob: np.ndarray, shape) -> np.ndarray:
+    """Bilinear resize of a probability map, kept in [0, 1]."""
+    return transform.resize(prob, shape, order=1, preserve_range=True,
+                            anti_aliasing=False).clip(0, 1).astype(np.float32)
+
+
+# ------------------------------------------------------------------ soft predictions
+
+
+def soften(labels: np.ndarray, num_classes: int = 2, *, confidence: float = 0.9,
+           blur_sigma: float = 0.0, noise: float = 0.0, temperature: float = 1.0,
+           seed: int = 0) -> np.ndarray:
+    """Probabilities ``[H, W, C]`` from a hard label map.
+
+    ``confidence`` is the probability given to the drawn class (the rest is shared by
+    the others), ``blur_sigma`` softens the edges (Gaussian, pixels), ``noise`` adds
+    Gaussian noise of that standard deviation to the logits, and ``temperature``
+    divides the logits (above 1: less confident, below 1: more). Binary masks give
+    one channel (the foreground probability); several classes give softmax channels.
+    """
+    labels = np.asarray(labels)
+    classes = max(num_classes, 2)
+    one_hot = np.eye(classes, dtype=np.float64)[labels.clip(0, classes - 1)]
+    probs = one_hot * confidence + (1 - one_hot) * (1 - confidence) / (classes - 1)
+    if blur_sigma > 0:
+        probs = filters.gaussian(probs, sigma=blur_sigma, channel_axis=-1, preserve_range=True)
+    if noise > 0 or temperature != 1:  # only then through logits: confidence 1 stays exact 0/1
+        logits = np.log(np.clip(probs, 1e-7, 1))
+        if noise > 0:
+            logits = logits + np.random.default_rng(seed).normal(0, noise, logits.shape)
+        logits = logits / max(temperature, 1e-3)
+        logits -= logits.max(-1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(-1, keepdims=True)
+    return (probs[..., 1:] if num_classes <= 2 else probs).astype(np.float32)
+
+
+def one_hot(labels: np.ndarray, num_classes: int = 2) -> np.ndarray:
+    """Truth tensor channels: one channel (foreground) when binary, else one-hot."""
+    labels = np.asarray(labels)
+    if num_classes <= 2:
+        return (labels > 0).astype(np.float32)[..., None]
+    return np.eye(num_classes, dtype=np.float32)[labels.clip(0, num_classes - 1)]
+
+
+def to_batch(*arrays: np.ndarray) -> np.ndarray:
+    """Stack ``[H, W, C]`` arrays into the library's ``[B, H, W, C]``."""
+    return np.stack(arrays).astype(np.float32)
+
+
+# ----------------------------------------------------------------------- gallery
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def load_gallery(folder: Path | None = None) -> list[dict]:
+    """The shipped sample masks: ``index.json`` entries with ``labels`` loaded (and
+    ``background``, the grey source image, where the entry names one)."""
+    folder = Path(folder or SAMPLE_DIR / "gallery")
+    entries = json.loads((folder / "index.json").read_text())
+    for entry in entries:
+        entry["labels"] = load_mask(folder / entry["file"], num_classes=entry["num_classes"])
+        if entry.get("image"):
+            entry["background"] = np.asarray(Image.open(folder / entry["image"]).convert("L"))
+    return entries

@@ -1,0 +1,1 @@
+"""Streamlit pages: they read widgets and call the library, nothing more."""

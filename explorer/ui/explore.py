@@ -1,0 +1,316 @@
+"""The Explore tab: masks in, settings, live numbers and gradient heatmaps.
+
+The masks section runs with the page; everything that depends on the loss settings
+runs in one ``st.fragment``, so moving a loss slider recomputes only the numbers and
+heatmaps, not the canvases and mask pictures.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import tensorflow as tf
+
+from explorer import analysis, charts, gradients, losses, masks
+from explorer.settings import LOSS_LABELS, Settings
+from explorer.ui import mask_inputs, widgets
+from explorer.ui.mask_inputs import Edits
+
+# one compiled function per loss and switch is by design; TF's retracing warning counts them
+tf.get_logger().setLevel("ERROR")
+
+WRT_LABELS = {"probabilities": "∂L/∂p", "logits": "∂L/∂logit"}
+COMPARE_DEFAULT = ("dice_loss", "binary_crossentropy", "lovasz")
+
+
+def render() -> None:
+    top = st.columns([1, 1, 2])
+    classes = top[0].selectbox("Classes", [2, 3, 4, 5, 6], key="num_classes",
+                               format_func=lambda k: "binary" if k == 2 else f"{k} (softmax)")
+    size = top[1].selectbox("Mask size", mask_inputs.SIZES, index=2, key="mask_size",
+                            format_func=lambda s: f"{s}×{s}")
+    top[2].caption("Draw, generate, pick or upload a truth and a prediction; the numbers and "
+                   "the gradient below follow every change.")
+    truth_col, pred_col, prob_col = st.columns(3)
+    with truth_col, widgets.panel("Ground truth"):
+        st.subheader("Ground truth")
+        truth_labels = mask_inputs.truth_input(classes, size)
+        smoothing = st.slider("Label smoothing", 0.0, 0.5, 0.0, 0.01, key="label_smoothing",
+                              help="Soft truth: g·(1−a) + a/K. Try it with 'Soft labels (L1)'.")
+        if truth_labels is not None:
+            st.plotly_chart(charts.mask_figure(truth_labels, num_classes=classes,
+                                               title="Truth"), key="truth_figure")
+    with pred_col, widgets.panel("Prediction"):
+        st.subheader("Prediction")
+        pred = mask_inputs.prediction_input(classes, size, truth_labels)
+        hard = pred is None or np.issubdtype(np.asarray(pred).dtype, np.integer)
+        edits = mask_inputs.edit_widgets(hard)
+    if truth_labels is None or pred is None:
+        st.info("Waiting for both masks: upload or choose a source above.")
+        return
+    pred = _match_size(pred, truth_labels.shape, hard)
+    if pred is None:
+        return
+    prob = edits.apply(pred, classes) if hard else pred[..., None]
+    with prob_col, widgets.panel("Probability map"):
+        st.subheader("Probabilities")
+        channel = _class_picker(classes, "prob_class")
+        st.plotly_chart(charts.probability_figure(prob[..., channel],
+                                                  truth_fg=_fg(truth_labels, classes, channel),
+                                                  title=f"p (class {_class_of(classes, channel)})"),
+                        key="prob_figure")
+        if hard:
+            st.plotly_chart(charts.mask_figure(edits_preview(pred, edits), num_classes=classes,
+                                               title="Hard prediction, truth outlined",
+                                               outline=truth_labels), key="pred_figure")
+    truth = masks.one_hot(truth_labels, classes)
+    if smoothing:
+        truth = truth * (1 - smoothing) + smoothing / max(classes, 2)
+    results(truth_labels, masks.to_batch(truth), masks.to_batch(prob), edits)
+
+
+def edits_preview(pred: np.ndarray, edits: Edits) -> np.ndarray:
+    """The moved/grown/inverted hard prediction (before softening)."""
+    edited = masks.shift(pred, edits.dy, edits.dx)
+    if edits.grow:
+        edited = (masks.dilate if edits.grow > 0 else masks.erode)(edited, abs(edits.grow))
+    return masks.invert(edited) if edits.invert else edited
+
+
+def _match_size(pred, shape, hard):
+    if pred.shape[:2] == shape:
+        return pred
+    st.warning(f"The truth is {shape[0]}×{shape[1]} but the prediction is "
+               f"{pred.shape[0]}×{pred.shape[1]}: the losses need equal sizes.")
+    if st.checkbox("Resize the prediction to the truth's size "
+                   f"({'nearest, labels stay labels' if hard else 'bilinear'})",
+                   key="resize_prediction"):
+        resize = masks.resize_labels if hard else masks.resize_probability
+        return resize(pred, shape)
+    return None
+
+
+def _class_picker(classes: int, key: str) -> int:
+    """The channel to show: the only one when binary, a chosen class otherwise."""
+    if classes == 2:
+        return 0
+    return st.selectbox("Class shown", list(range(classes)), index=1, key=key)
+
+
+def _class_of(classes: int, channel: int) -> int:
+    return 1 if classes == 2 else channel
+
+
+def _fg(truth_labels: np.ndarray, classes: int, channel: int) -> np.ndarray:
+    return truth_labels == _class_of(classes, channel)
+
+
+@st.fragment
+def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+            edits: Edits) -> None:
+    classes = 2 if truth.shape[-1] == 1 else truth.shape[-1]
+    settings_col, numbers_col, grad_col = st.columns([1, 1.3, 1.4])
+    with settings_col, widgets.panel("Settings"):
+        st.subheader("Loss settings")
+        settings = widgets.settings_panel(classes, truth_labels)
+    with numbers_col, widgets.panel("Numbers"):
+        st.subheader("Numbers")
+        numbers(truth, pred, settings)
+    with grad_col, widgets.panel("Gradient"):
+        st.subheader("Gradient of the chosen loss")
+        gradient_panel(truth_labels, truth, pred, settings)
+    compare_tab, batch_tab, sweep_tab = st.tabs(
+        ["Compare gradients", "Batch: per image vs whole batch", "Sweeps"],
+        on_change="rerun", key="explore_tabs")
+    if compare_tab.open:
+        with compare_tab, widgets.panel("Comparison"):
+            compare_panel(truth_labels, truth, pred, settings)
+    if batch_tab.open:
+        with batch_tab, widgets.panel("Batch"):
+            batch_panel(truth, pred, settings, edits)
+    if sweep_tab.open:
+        with sweep_tab, widgets.panel("Sweeps"):
+            sweep_panel(truth_labels, truth, pred, settings, edits)
+
+
+def _shown(value: float) -> str:
+    return "undefined (0/0)" if math.isnan(value) else f"{value:.6f}"
+
+
+def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> None:
+    rows = analysis.metrics_table(truth, pred, settings)
+    chosen = next(r for r in rows if r.key == settings.loss)
+    st.metric(f"{chosen.label} (chosen)", _shown(chosen.value))
+    table = pd.DataFrame({
+        "metric": [r.label for r in rows],
+        "value": [r.value for r in rows],
+        "kind": ["higher is better" if r.kind == "score" else "loss" for r in rows],
+        "note": ["undefined (0/0)" if math.isnan(r.value) else "" for r in rows],
+    })
+    highlight = table["metric"] == chosen.label
+    st.dataframe(
+        table.style.apply(lambda col: ["background-color: #fff3bf" if h else "" for h in highlight])
+        .format({"value": "{:.6f}"}, na_rep="—"),
+        hide_index=True, width="stretch", key="metrics_table", height=35 * (len(rows) + 1) + 3,
+        column_config={"value": st.column_config.NumberColumn(format="%.6f")})
+    for case in losses.degenerate_cases(truth, pred, smooth=settings.smooth,
+                                        epsilon=settings.epsilon, squared=settings.squared,
+                                        per_image=settings.per_image,
+                                        include_background=settings.include_background,
+                                        soft_label=settings.soft_label):
+        (st.warning if case.kind in ("undefined", "empty_scores_zero") else st.info)(
+            case.message)
+    for line in analysis.dice_formula(truth, pred, settings):
+        st.latex(line)
+    counts = analysis.confusion_counts(truth, pred, settings)
+    st.dataframe(pd.DataFrame(counts, index=[f"class {_class_of(settings.num_classes, c)}"
+                                             for c in range(truth.shape[-1])]),
+                 key="confusion_table")
+    if settings.num_classes > 2:
+        per_class = losses.per_class_dice(truth, pred, smooth=settings.smooth,
+                                          epsilon=settings.epsilon, squared=settings.squared,
+                                          per_image=False, soft_label=settings.soft_label)
+        included = [settings.include_background or c > 0 for c in range(settings.num_classes)]
+        st.plotly_chart(charts.class_bars(np.asarray(per_class), title="Dice per class",
+                                          weights=settings.class_weights, included=included),
+                        key="class_bars")
+
+
+def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
+    channel = _class_picker(settings.num_classes, "grad_class")
+    fg = _fg(truth_labels, settings.num_classes, channel)
+    name = settings.loss_name()
+    summary = {}
+    for wrt, label in WRT_LABELS.items():
+        _, grad = gradients.loss_and_gradient(name, truth, pred, wrt=wrt, **settings.keywords())
+        st.plotly_chart(charts.gradient_figure(grad[0, ..., channel], prob=pred[0, ..., channel],
+                                               truth_fg=fg, wrt_label=label,
+                                               title=f"{label}, {LOSS_LABELS[settings.loss]}"),
+                        key=f"gradient_{wrt}")
+        summary[label] = analysis.gradient_regions(grad[0, ..., channel], fg)
+    st.caption("Mean |gradient| by region (boundary: one pixel either side of the truth's edge)")
+    st.dataframe(pd.DataFrame(summary).T.map(lambda v: f"{v:.3e}"), key="gradient_regions")
+
+
+def compare_panel(truth_labels, truth, pred, settings: Settings) -> None:
+    picked = st.multiselect("Losses side by side", list(LOSS_LABELS),
+                            default=list(COMPARE_DEFAULT), max_selections=3,
+                            format_func=LOSS_LABELS.get, key="compare_losses")
+    shown = st.radio("With respect to", list(WRT_LABELS.values()), horizontal=True,
+                     key="compare_wrt")
+    wrt = next(k for k, v in WRT_LABELS.items() if v == shown)
+    channel = _class_picker(settings.num_classes, "compare_class")
+    fg = _fg(truth_labels, settings.num_classes, channel)
+    columns = st.columns(max(len(picked), 1))
+    for column, key in zip(columns, picked):
+        value, grad = gradients.loss_and_gradient(settings.loss_name(key), truth, pred, wrt=wrt,
+                                                  **settings.keywords(key))
+        regions = analysis.gradient_regions(grad[0, ..., channel], fg)
+        with column:
+            st.plotly_chart(charts.gradient_figure(
+                grad[0, ..., channel], prob=pred[0, ..., channel], truth_fg=fg,
+                wrt_label=WRT_LABELS[wrt], title=f"{LOSS_LABELS[key]} = {_shown(value)}"),
+                key=f"compare_{key}")
+            st.caption(" · ".join(f"{k}: {v:.2e}" for k, v in regions.items()))
+
+
+def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
+    st.caption("The current pair plus gallery truths, each predicted with the same shift and "
+               "softening. One image may be empty: watch per-image and whole-batch differ.")
+    entries = [e for e in mask_inputs.gallery()
+               if e["num_classes"] <= settings.num_classes or settings.num_classes == 2]
+    names = [e["name"] for e in entries]
+    chosen = st.multiselect("Add gallery truths", names, default=names[:2], key="batch_gallery")
+    add_empty = st.checkbox("Add an empty image (empty truth and prediction)", value=True,
+                            key="batch_empty")
+    size = truth.shape[1:3]
+    pairs = [("current", truth[0], pred[0])]
+    for entry in entries:
+        if entry["name"] in chosen:
+            labels = masks.resize_labels(
+                mask_inputs.fit_classes(entry["labels"], settings.num_classes), size)
+            pairs.append((entry["name"], masks.one_hot(labels, settings.num_classes),
+                          edits.apply(labels, settings.num_classes)))
+    if add_empty:
+        empty = np.zeros(size, np.int32)
+        pairs.append(("empty", masks.one_hot(empty, settings.num_classes),
+                      masks.soften(empty, settings.num_classes, confidence=1.0)))
+    batch_truth = masks.to_batch(*[g for _, g, _ in pairs])
+    batch_pred = masks.to_batch(*[p for _, _, p in pairs])
+    name = settings.loss_name()
+    per_image = gradients.loss_and_gradient(name, batch_truth, batch_pred,
+                                            **settings.replace(per_image=True).keywords())[0]
+    whole = gradients.loss_and_gradient(name, batch_truth, batch_pred,
+                                        **settings.replace(per_image=False).keywords())[0]
+    c1, c2 = st.columns(2)
+    c1.metric(f"{LOSS_LABELS[settings.loss]}, per image (mean)", _shown(per_image))
+    c2.metric(f"{LOSS_LABELS[settings.loss]}, whole batch", _shown(whole))
+    dice = np.asarray(losses.per_class_dice(batch_truth, batch_pred, smooth=settings.smooth,
+                                            epsilon=settings.epsilon, squared=settings.squared,
+                                            soft_label=settings.soft_label))
+    st.dataframe(pd.DataFrame({
+        "image": [n for n, _, _ in pairs],
+        "truth pixels Σg": batch_truth.reshape(len(pairs), -1, batch_truth.shape[-1]).sum(1)
+        .sum(-1).round(1),
+        "Σp": batch_pred.reshape(len(pairs), -1, batch_pred.shape[-1]).sum(1).sum(-1).round(1),
+        "Dice (mean over classes)": [_shown(v) for v in dice.mean(-1)],
+    }), hide_index=True, key="batch_table")
+    for case in losses.degenerate_cases(batch_truth, batch_pred, smooth=settings.smooth,
+                                        epsilon=settings.epsilon, per_image=True):
+        st.info(case.message)
+
+
+@st.cache_data(show_spinner="Sweeping…", max_entries=32)
+def _sweeps(truth_labels, truth, pred, pred_labels, settings: Settings, picked: tuple):
+    return (analysis.sweep_smooth(truth, pred, settings, picked),
+            analysis.sweep_object_size(settings, picked),
+            analysis.sweep_confidence(truth_labels, pred_labels, settings, picked)
+            if pred_labels is not None else None)
+
+
+def sweep_panel(truth_labels, truth, pred, settings: Settings, edits: Edits) -> None:
+    picked = tuple(st.multiselect("Losses", list(LOSS_LABELS), default=list(COMPARE_DEFAULT),
+                                  format_func=LOSS_LABELS.get, key="sweep_losses"))
+    if not picked:
+        st.info("Pick at least one loss.")
+        return
+    pred_labels = _hard_labels(pred, settings)
+    smooth_curve, size_curve, confidence_curve = _sweeps(truth_labels, truth, pred, pred_labels,
+                                                         settings, picked)
+
+    def curves(data, suffix=""):
+        return {LOSS_LABELS[k]: data[k + suffix] for k in picked}
+
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.sweep_figure(smooth_curve["smooth"], curves(smooth_curve),
+                                        current=settings.smooth, x_title="smooth",
+                                        y_title="loss", log_x=True, title="Loss vs smooth"),
+                    key="sweep_smooth")
+    if confidence_curve is not None:
+        c2.plotly_chart(charts.sweep_figure(confidence_curve["confidence"],
+                                            curves(confidence_curve), current=edits.confidence,
+                                            x_title="confidence of the prediction",
+                                            y_title="loss", title="Loss vs confidence"),
+                        key="sweep_confidence")
+    c3, c4 = st.columns(2)
+    c3.plotly_chart(charts.sweep_figure(size_curve["radius"], curves(size_curve),
+                                        x_title="object radius (px), prediction 2 px off",
+                                        y_title="loss", log_x=True,
+                                        title="Small objects: loss vs size"),
+                    key="sweep_size")
+    c4.plotly_chart(charts.sweep_figure(size_curve["radius"], curves(size_curve, ":grad"),
+                                        x_title="object radius (px)",
+                                        y_title="mean |∂L/∂p| on the object", log_x=True,
+                                        title="Small objects: gradient per pixel"),
+                    key="sweep_size_grad")
+
+
+def _hard_labels(pred: np.ndarray, settings: Settings):
+    """The prediction's labels (argmax / threshold) for the confidence sweep."""
+    p = pred[0]
+    if p.shape[-1] == 1:
+        return (p[..., 0] >= 0.5).astype(np.int32)
+    return p.argmax(-1).astype(np.int32)

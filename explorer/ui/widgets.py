@@ -1,0 +1,134 @@
+"""Widgets that fill a ``Settings`` and produce masks. They only read input and call
+``explorer``; every number shown elsewhere comes from the library."""
+
+from __future__ import annotations
+
+import math
+import traceback
+from contextlib import contextmanager
+
+import numpy as np
+import streamlit as st
+
+from explorer import analysis, masks
+from explorer.settings import LOSS_LABELS, Settings
+
+# smooth/epsilon on a log scale with an exact 0
+LOG_GRID = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0,
+            30.0, 100.0, 300.0, 1000.0)
+DEFAULTS = Settings()
+
+
+@contextmanager
+def panel(name: str):
+    """Error boundary: a failure in one panel shows a short message, not a traceback,
+    and the rest of the page keeps working."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - the boundary is the point
+        st.error(f"{name} could not be shown: {error}")
+        with st.expander("Details"):
+            st.code(traceback.format_exc())
+
+
+def _nearest(value: float) -> float:
+    if value <= 0:
+        return 0.0
+    positive = np.array(LOG_GRID[1:])
+    return float(positive[np.argmin(np.abs(np.log10(positive) - math.log10(value)))])
+
+
+def log_number(label: str, key: str, default: float, help: str) -> float:
+    """A log-scale slider with an exact 0, and a number input for exact values; the
+    number input is the value, the slider moves it to the nearest grid point."""
+    grid_key = key + "_grid"
+    if key not in st.session_state:
+        st.session_state[key] = float(default)
+    if grid_key not in st.session_state:
+        st.session_state[grid_key] = _nearest(st.session_state[key])
+
+    def from_slider():
+        st.session_state[key] = st.session_state[grid_key]
+
+    def from_number():
+        st.session_state[grid_key] = _nearest(st.session_state[key])
+
+    st.select_slider(label, options=LOG_GRID, key=grid_key, on_change=from_slider,
+                     format_func=lambda v: "0" if v == 0 else f"{v:g}", help=help)
+    st.number_input(f"{label}, exact", min_value=0.0, max_value=1e6, key=key,
+                    on_change=from_number, format="%g", step=0.1,
+                    label_visibility="collapsed")
+    return float(st.session_state[key])
+
+
+def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
+    """Every loss setting; returns the ``Settings`` they describe."""
+    loss = st.selectbox("Chosen loss", list(LOSS_LABELS), format_func=LOSS_LABELS.get,
+                        key="loss", help="Highlighted in the table; its gradient is shown.")
+    smooth = log_number("smooth", "smooth", DEFAULTS.smooth,
+                        "Added to numerator and denominator: empty vs empty scores 1, and "
+                        "the penalty softens.")
+    epsilon = log_number("epsilon", "epsilon", DEFAULTS.epsilon,
+                         "Added to the denominator only: it just guards 0/0.")
+    c1, c2 = st.columns(2)
+    squared = c1.checkbox("Squared denominator", key="squared", help="V-Net: Σp² + Σg².")
+    per_image = c2.checkbox("Per image", value=True, key="per_image",
+                            help="Dice per image, then the mean; off: sums over the whole batch.")
+    soft_label = c1.checkbox("Soft labels (L1)", key="soft_label",
+                             help="Intersection Σ(p+g−|p−g|)/2: a soft target matches itself.")
+    threshold = c2.slider("Threshold", 0.0, 1.0, 0.5, 0.01, key="threshold",
+                          help="For the hard metrics (argmax with several classes).")
+    class_weights, normalize, include_background = None, True, True
+    if num_classes > 2:
+        class_weights, normalize, include_background = _class_weight_widgets(num_classes,
+                                                                             truth_labels)
+    with st.expander("Tversky, focal, Lovász, BCE + Dice"):
+        alpha = st.slider("Tversky α (false positives)", 0.0, 2.0, 0.5, 0.05, key="alpha")
+        beta = st.slider("Tversky β (false negatives)", 0.0, 2.0, 0.5, 0.05, key="beta")
+        tversky_gamma = st.slider("Focal Tversky γ", 0.5, 3.0, 1.0, 0.05, key="tversky_gamma",
+                                  help="Loss (1 − TI)^(1/γ); γ = 1 is plain Tversky.")
+        focal_gamma = st.slider("Focal γ", 0.0, 5.0, 2.0, 0.1, key="focal_gamma")
+        lovasz_classes = st.radio("Lovász-Softmax classes", ["present", "all"],
+                                  horizontal=True, key="lovasz_classes")
+        bce_weight = st.slider("BCE weight (BCE + Dice)", 0.0, 2.0, 1.0, 0.1, key="bce_weight")
+        dice_weight = st.slider("Dice weight (BCE + Dice)", 0.0, 2.0, 1.0, 0.1,
+                                key="dice_weight")
+    return Settings(
+        loss=loss, num_classes=num_classes, smooth=smooth, epsilon=epsilon, squared=squared,
+        per_image=per_image, soft_label=soft_label, class_weights=class_weights,
+        normalize_weights=normalize, include_background=include_background, alpha=alpha,
+        beta=beta, tversky_gamma=tversky_gamma, focal_gamma=focal_gamma,
+        lovasz_classes=lovasz_classes, threshold=threshold, bce_weight=bce_weight,
+        dice_weight=dice_weight,
+    )
+
+
+def _class_weight_widgets(num_classes: int, truth_labels: np.ndarray):
+    keys = [f"weight_{c}" for c in range(num_classes)]
+
+    def inverse_frequency():
+        weights = analysis.inverse_frequency_weights(truth_labels, num_classes)
+        for key, w in zip(keys, weights):
+            st.session_state[key] = w
+
+    def reset():
+        for key in keys:
+            st.session_state[key] = 1.0
+
+    for key in keys:  # defaults in state, never value=: the buttons set these keys
+        st.session_state.setdefault(key, 1.0)
+    st.caption("Class weights")
+    columns = st.columns(num_classes)
+    weights = tuple(
+        float(col.number_input(f"class {c}", min_value=0.0, max_value=1000.0, step=0.1,
+                               key=keys[c], format="%g"))
+        for c, col in enumerate(columns))
+    b1, b2 = st.columns(2)
+    b1.button("Inverse frequency", on_click=inverse_frequency, key="inverse_frequency",
+              help="w = 1 / class frequency in the truth, scaled to mean 1.")
+    b2.button("All 1", on_click=reset, key="weights_reset")
+    c1, c2 = st.columns(2)
+    normalize = c1.checkbox("Normalise (Σw·L / Σw)", value=True, key="normalize_weights")
+    include_background = c2.checkbox("Include background", value=True,
+                                     key="include_background")
+    return weights, normalize, include_background

@@ -1,0 +1,313 @@
+"""Tests for ``explorer.charts``: what the figures contain, not how they look."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from explorer import charts
+from explorer.masks import CLASS_COLORS
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    """'#rrggbb' or 'rgb(r,g,b)' as a tuple of ints."""
+    if color.startswith("#"):
+        return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(float(v)) for v in color[color.index("(") + 1:-1].split(","))
+
+
+def _color_at(colorscale, v: float) -> str:
+    """The colour a stepped colorscale gives the normalised value ``v``."""
+    return [c for pos, c in colorscale if pos <= v][-1]
+
+
+def _square_truth(size=64, rows=(10, 20), cols=(10, 30)):
+    truth = np.zeros((size, size), bool)
+    truth[rows[0]:rows[1], cols[0]:cols[1]] = True
+    return truth
+
+
+def _inputs(size=512, seed=0):
+    rng = np.random.default_rng(seed)
+    prob = rng.uniform(0.01, 0.99, (size, size)).astype(np.float32)
+    truth = _square_truth(size, (size // 4, size // 2), (size // 4, 3 * size // 4))
+    grad = rng.normal(0, 1e-3, (size, size)).astype(np.float32)
+    return grad, prob, truth
+
+
+# ------------------------------------------------------------------- downsample
+
+
+def test_downsample_is_exact_stride_sampling():
+    a = np.arange(512 * 512, dtype=np.float64).reshape(512, 512) / 7
+    sampled, step = charts.downsample(a, max_side=128)
+    assert step == 4 and sampled.shape == (128, 128)
+    np.testing.assert_array_equal(sampled, a[::4, ::4])
+
+
+@pytest.mark.parametrize("shape, max_side, step, out", [
+    ((300, 130), 128, 3, (100, 44)),
+    ((100, 60), 128, 1, (100, 60)),
+    ((129, 5), 128, 2, (65, 3)),
+])
+def test_downsample_step_and_shape(shape, max_side, step, out):
+    sampled, got = charts.downsample(np.zeros(shape), max_side)
+    assert got == step and sampled.shape == out and max(out) <= max_side
+
+
+def test_downsample_rejects_non_2d():
+    with pytest.raises(ValueError, match="2-D"):
+        charts.downsample(np.zeros((4, 4, 3)))
+
+
+# ------------------------------------------------------------- gradient figure
+
+
+def test_gradient_scale_is_symmetric_over_the_full_array():
+    grad, prob, truth = _inputs()
+    grad[1, 1] = -0.5  # the extreme sits on a pixel the stride sampling skips
+    fig = charts.gradient_figure(grad, prob=prob, truth_fg=truth, title="g")
+    heat = fig.data[0]
+    assert heat.zmid == 0
+    assert heat.zmin == pytest.approx(-0.5) and heat.zmax == pytest.approx(0.5)
+    assert heat.zmin == -heat.zmax
+    assert np.abs(heat.z).max() < 0.5  # not in the displayed sample, still sets the scale
+
+
+def test_gradient_scale_all_zero_is_tiny_but_valid():
+    _, prob, truth = _inputs(32)
+    fig = charts.gradient_figure(np.zeros((32, 32)), prob=prob, truth_fg=truth, title="g")
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (-1e-12, 1e-12)
+
+
+def test_gradient_colours_and_legend_say_which_way_descent_pushes():
+    grad, prob, truth = _inputs(64)
+    fig = charts.gradient_figure(grad, prob=prob, truth_fg=truth, title="g",
+                                 wrt_label="∂L/∂logit")
+    heat = fig.data[0]
+    title = heat.colorbar.title.text
+    assert "∂L/∂logit" in title
+    assert "blue: pushed up" in title and "red: pushed down" in title
+    # negative end (descent raises p) is blue, positive end is red, middle is pale
+    low, high = _rgb(heat.colorscale[0][1]), _rgb(heat.colorscale[-1][1])
+    assert low[2] > low[0] and high[0] > high[2]
+    assert min(_rgb(_color_at(heat.colorscale, 0.5))) > 200
+
+
+def test_gradient_hover_carries_exact_pixel_values():
+    grad, prob, truth = _inputs()
+    fig = charts.gradient_figure(grad, prob=prob, truth_fg=truth, title="g")
+    heat = fig.data[0]
+    z, custom, text = np.asarray(heat.z), np.asarray(heat.customdata), np.asarray(heat.text)
+    assert z.shape == custom.shape == text.shape == (128, 128)
+    for i, j in [(0, 0), (37, 90), (127, 127), (64, 40)]:
+        y, x = heat.y[i], heat.x[j]
+        assert (y, x) == (4 * i, 4 * j)  # hover shows the original pixel coordinates
+        assert z[i, j] == grad[y, x]
+        assert custom[i, j] == prob[y, x]
+        assert text[i, j] == int(truth[y, x])
+    for token in ("%{x}", "%{y}", "truth %{text}", "p %{customdata:.4f}", "%{z:.3e}"):
+        assert token in heat.hovertemplate
+
+
+def test_gradient_figure_json_is_small_and_binary():
+    grad, prob, truth = _inputs(256)
+    text = charts.gradient_figure(grad, prob=prob, truth_fg=truth, title="g").to_json()
+    assert len(text) < 300_000
+    data = json.loads(text)["data"][0]
+    assert set(data["z"]) >= {"bdata", "dtype"}  # base64, not a list of lists
+
+
+def test_shape_mismatch_is_a_value_error():
+    with pytest.raises(ValueError, match="one shape"):
+        charts.gradient_figure(np.zeros((8, 8)), prob=np.zeros((8, 9)),
+                               truth_fg=np.zeros((8, 8)), title="g")
+
+
+# ------------------------------------------------------------------- image layout
+
+
+@pytest.mark.parametrize("make", [
+    lambda g, p, t: charts.gradient_figure(g, prob=p, truth_fg=t, title="T"),
+    lambda g, p, t: charts.probability_figure(p, truth_fg=t, title="T"),
+    lambda g, p, t: charts.mask_figure(t.astype(int), num_classes=2, title="T", outline=t),
+])
+def test_image_figures_are_small_square_pixel_images(make):
+    fig = make(*_inputs())
+    layout = fig.layout
+    assert layout.title.text == "T"
+    assert 280 <= layout.height <= 320
+    assert (layout.margin.l, layout.margin.r, layout.margin.t, layout.margin.b) == (10, 10, 40, 10)
+    assert layout.yaxis.autorange == "reversed" and layout.yaxis.scaleanchor == "x"
+    for axis in (layout.xaxis, layout.yaxis):
+        assert axis.showticklabels is False and axis.ticks == ""
+    heat = fig.data[0]
+    assert heat.type == "heatmap" and max(np.shape(heat.z)) <= 128
+    assert len(fig.data) == 2 and fig.data[1].name == "truth outline"
+
+
+# ------------------------------------------------------------------ outline
+
+
+def _segments(trace):
+    """Outline trace points as an array of (x0, y0, x1, y1) segments."""
+    x, y = np.asarray(trace.x, float), np.asarray(trace.y, float)
+    assert np.isnan(x[2::3]).all() and np.isnan(y[2::3]).all()
+    return np.stack([x[0::3], y[0::3], x[1::3], y[1::3]], 1)
+
+
+def test_outline_runs_along_the_truth_pixel_edges():
+    truth = _square_truth()  # rows 10..19, columns 10..29
+    fig = charts.mask_figure(np.zeros((64, 64), int), num_classes=2, title="m", outline=truth)
+    seg = _segments(fig.data[1])
+    horizontal = seg[seg[:, 1] == seg[:, 3]]
+    vertical = seg[seg[:, 0] == seg[:, 2]]
+    assert len(horizontal) + len(vertical) == len(seg)
+    assert set(horizontal[:, 1]) == {9.5, 19.5} and set(vertical[:, 0]) == {9.5, 29.5}
+    length = np.abs(seg[:, 2] - seg[:, 0]).sum() + np.abs(seg[:, 3] - seg[:, 1]).sum()
+    assert length == 2 * (10 + 20)  # the perimeter, runs merged, nothing doubled
+    assert len(seg) == 4
+
+
+def test_outline_is_in_original_pixel_coordinates_when_sampled():
+    truth = _square_truth(256, (40, 80), (40, 120))
+    fig = charts.probability_figure(np.full((256, 256), 0.5), truth_fg=truth, title="p",
+                                    max_side=64)  # step 4
+    seg = _segments(fig.data[1])
+    assert set(seg[:, 1][seg[:, 1] == seg[:, 3]]) == {38.0, 78.0}  # (10-0.5)*4, (20-0.5)*4
+    assert set(seg[:, 0][seg[:, 0] == seg[:, 2]]) == {38.0, 118.0}
+
+
+def test_outline_between_two_classes_is_drawn_once():
+    labels = np.zeros((32, 32), int)
+    labels[:, 16:] = 1
+    labels[8:24, 4:16] = 2  # class 2 touches class 1 along column 15|16
+    seg = _segments(charts.mask_figure(labels, num_classes=3, title="m", outline=labels).data[1])
+    length = np.abs(seg[:, 2] - seg[:, 0]).sum() + np.abs(seg[:, 3] - seg[:, 1]).sum()
+    assert length == 32 + (12 + 12 + 16)  # the 1|0 and 1|2 line, plus class 2's other sides
+
+
+# ------------------------------------------------------------------ mask figure
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 6])
+def test_mask_colours_follow_class_colors(num_classes):
+    labels = np.arange(num_classes).repeat(4)[None, :].repeat(3, 0)
+    fig = charts.mask_figure(labels, num_classes=num_classes, title="m")
+    heat = fig.data[0]
+    assert len(fig.data) == 1 and heat.showscale is False
+    assert (heat.zmin, heat.zmax) == (0, num_classes - 1)
+    for k in range(num_classes):
+        assert _color_at(heat.colorscale, k / (num_classes - 1)).lower() == CLASS_COLORS[k]
+    assert "class %{z}" in heat.hovertemplate
+    np.testing.assert_array_equal(heat.z, labels)
+
+
+def test_mask_with_outline_hovers_the_truth_class():
+    pred = np.zeros((20, 20), int)
+    truth = _square_truth(20, (5, 10), (5, 10)).astype(int)
+    fig = charts.mask_figure(pred, num_classes=2, title="m", outline=truth)
+    assert len(fig.data) == 2
+    np.testing.assert_array_equal(fig.data[0].text, truth)
+    assert "truth %{text}" in fig.data[0].hovertemplate
+
+
+# ----------------------------------------------------------- probability figure
+
+
+def test_probability_figure_scale_and_hover():
+    _, prob, truth = _inputs()
+    heat = charts.probability_figure(prob, truth_fg=truth, title="p").data[0]
+    assert (heat.zmin, heat.zmax) == (0, 1) and heat.colorbar.title.text == "p"
+    np.testing.assert_array_equal(heat.z, prob[::4, ::4])
+    np.testing.assert_array_equal(heat.text, truth[::4, ::4].astype(np.uint8))
+    assert "truth %{text}" in heat.hovertemplate and "p %{z" in heat.hovertemplate
+
+
+# ------------------------------------------------------------------ class bars
+
+
+def test_class_bars_colours_nan_and_exclusion():
+    fig = charts.class_bars([0.9, np.nan, 0.25], title="dice", weights=[0.5, 2.0, 1.0],
+                            included=[False, True, True])
+    bar = fig.data[0]
+    assert list(bar.y) == [0.9, 0.0, 0.25]
+    assert list(bar.text) == ["0.900", "0/0", "0.250"]
+    assert list(bar.x) == ["background (excluded)", "class 1", "class 2"]
+    colors = list(bar.marker.color)
+    assert colors[1:] == list(CLASS_COLORS[1:3])
+    grey = _rgb(colors[0])  # class 0 is black in images; its bar is a visible mid grey
+    assert max(grey) - min(grey) < 30 and 80 < np.mean(grey) < 200
+    assert bar.marker.opacity[0] < bar.marker.opacity[1] == 1
+    assert "weight 0.5" in bar.hovertext[0] and "weight 2" in bar.hovertext[1]
+    assert tuple(fig.layout.yaxis.range) == (0, 1)
+
+
+def test_class_bars_names_and_no_weights():
+    fig = charts.class_bars(np.array([0.1, 0.2]), title="x", class_names=["bg", "cell"])
+    bar = fig.data[0]
+    assert list(bar.x) == ["bg", "cell"] and all("weight" not in h for h in bar.hovertext)
+
+
+# --------------------------------------------------------------------- sweeps
+
+
+def test_sweep_one_trace_per_curve_plus_current():
+    x = np.linspace(0.5, 1.0, 11)
+    curves = {"Dice": np.linspace(0.4, 0.1, 11), "IoU": np.r_[np.nan, np.linspace(0.5, 0.2, 10)]}
+    fig = charts.sweep_figure(x, curves, current=0.9, x_title="confidence", y_title="loss")
+    assert len(fig.data) == 3
+    assert [t.name for t in fig.data] == ["Dice", "IoU", "current"]
+    assert all(t.mode == "lines+markers" and t.connectgaps is False for t in fig.data[:2])
+    assert np.isnan(fig.data[1].y[0])  # NaN kept: a gap, not a zero
+    marker = fig.data[2]
+    assert list(marker.x) == [0.9, 0.9] and marker.line.dash == "dash"
+    assert "current" in marker.text
+    assert marker.y[0] < 0.1 and marker.y[1] > 0.5  # spans the curves
+    assert fig.layout.xaxis.title.text == "confidence"
+    assert fig.layout.yaxis.title.text == "loss"
+    no_current = charts.sweep_figure(x, curves, x_title="c", y_title="l")
+    assert len(no_current.data) == 2
+
+
+def test_sweep_log_axis_places_zero_left_and_labels_it():
+    x = np.r_[0.0, np.logspace(-6, 3, 28)]
+    fig = charts.sweep_figure(x, {"Dice": np.linspace(0, 1, 29)}, current=0.0,
+                              x_title="smooth", y_title="loss", log_x=True)
+    axis = fig.layout.xaxis
+    assert axis.type == "log"
+    plotted = np.asarray(fig.data[0].x)
+    assert 0 < plotted[0] < 1e-6 and np.all(plotted[1:] == x[1:])
+    assert axis.ticktext[0] == "0" and axis.tickvals[0] == plotted[0]
+    assert np.asarray(fig.data[0].customdata)[0] == 0  # hover shows the true x
+    assert list(fig.data[1].x) == [plotted[0]] * 2  # current = 0 drawn at the stand-in
+    assert "1" in axis.ticktext
+
+
+# ------------------------------------------------------------------ thumbnails
+
+
+def test_overlay_rgb_uses_class_colors():
+    labels = np.array([[0, 1], [2, 5]])
+    image = charts.overlay_rgb(labels, 6)
+    assert image.dtype == np.uint8 and image.shape == (2, 2, 3)
+    for (i, j), k in np.ndenumerate(labels):
+        assert tuple(image[i, j]) == _rgb(CLASS_COLORS[k])
+
+
+def test_module_imports_neither_streamlit_nor_tensorflow():
+    code = ("import sys, explorer.charts; "
+            "print([m for m in ('streamlit', 'tensorflow') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    assert out.stdout.strip() == "[]"
+
+
+def test_sweep_log_axis_without_zero_or_within_a_decade():
+    fig = charts.sweep_figure([2.0, 3.0, 5.0], {"a": [0.1, 0.2, 0.3]}, current=3.0,
+                              x_title="r", y_title="l", log_x=True)
+    assert "0" not in fig.layout.xaxis.ticktext and len(fig.layout.xaxis.tickvals) == 2
+    assert list(fig.data[0].x) == [2.0, 3.0, 5.0] and list(fig.data[1].x) == [3.0, 3.0]
+    with pytest.raises(ValueError, match="x > 0"):
+        charts.sweep_figure([0.0], {"a": [1.0]}, x_title="s", y_title="l", log_x=True)
