@@ -43,7 +43,9 @@ def test_quick_start_is_exactly_two_commands():
     run_app, run_tests = commands(section("Quick start"))  # exactly two
     assert run_app == "python3 -m pip install -r requirements.txt && streamlit run app.py"
     assert run_tests == (
-        "python3 -m pip install -r requirements.txt -r tests/requirements.txt && python3 -m pytest -q tests"
+        "(command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)) && "
+        "python3 -m pip install -r requirements.txt -r tests/requirements.txt && "
+        "python3 -m pytest -q tests"
     )
 
 
