@@ -87,7 +87,12 @@ def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
         beta = st.slider("Tversky β (false negatives)", 0.0, 2.0, 0.5, 0.05, key="beta")
         tversky_gamma = st.slider("Focal Tversky γ", 0.5, 3.0, 1.0, 0.05, key="tversky_gamma",
                                   help="Loss (1 − TI)^(1/γ); γ = 1 is plain Tversky.")
-        focal_gamma = st.slider("Focal γ", 0.0, 5.0, 2.0, 0.1, key="focal_gamma")
+        focal_gamma = st.slider("Focal γ", 0.0, 5.0, 2.0, 0.1, key="focal_gamma",
+                                help="γ = 0 is plain cross-entropy.")
+        focal_alpha = None
+        if st.toggle("Focal α", key="focal_alpha_on",
+                     help="Off: both terms weigh 1. On: α on the positive term."):
+            focal_alpha = st.slider("α", 0.0, 1.0, 0.25, 0.05, key="focal_alpha")
         lovasz_classes = st.radio("Lovász-Softmax classes", ["present", "all"],
                                   horizontal=True, key="lovasz_classes")
         bce_weight = st.slider("BCE weight (BCE + Dice)", 0.0, 2.0, 1.0, 0.1, key="bce_weight")
@@ -97,7 +102,7 @@ def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
         loss=loss, num_classes=num_classes, smooth=smooth, epsilon=epsilon, squared=squared,
         per_image=per_image, soft_label=soft_label, class_weights=class_weights,
         normalize_weights=normalize, include_background=include_background, alpha=alpha,
-        beta=beta, tversky_gamma=tversky_gamma, focal_gamma=focal_gamma,
+        beta=beta, tversky_gamma=tversky_gamma, focal_gamma=focal_gamma, focal_alpha=focal_alpha,
         lovasz_classes=lovasz_classes, threshold=threshold, bce_weight=bce_weight,
         dice_weight=dice_weight,
     )

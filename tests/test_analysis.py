@@ -1,0 +1,109 @@
+"""What the Explore tab computes besides the losses: settings -> keywords, the table,
+the substituted formula, gradient regions, class weights and the sweeps."""
+
+import math
+
+import numpy as np
+import pytest
+
+from explorer import analysis, losses, masks
+from explorer.settings import LOSS_LABELS, Settings
+
+
+def pair(size=64, shift=4, classes=2, confidence=0.9):
+    truth = masks.shape_mask("circle", size, radius=0.2)
+    if classes > 2:
+        truth = truth + (masks.shape_mask("square", size, radius=0.1, center=(0.2, 0.2)) > 0) * 2
+    pred = masks.soften(masks.shift(truth, 0, shift), classes, confidence=confidence)
+    return truth, masks.to_batch(masks.one_hot(truth, classes)), masks.to_batch(pred)
+
+
+def test_keywords_route_each_setting_to_the_loss_that_takes_it():
+    s = Settings(smooth=0.5, epsilon=1e-6, alpha=0.3, beta=0.7, tversky_gamma=1.5,
+                 focal_gamma=3.0, focal_alpha=0.25, num_classes=3, class_weights=(1, 2, 3))
+    assert s.keywords("tversky_loss")["gamma"] == 1.5 and s.keywords("tversky_loss")["alpha"] == 0.3
+    assert s.keywords("focal_loss") == {"gamma": 3.0, "alpha": 0.25}
+    assert s.keywords("dice_loss")["class_weights"] == [1, 2, 3]
+    assert s.keywords("binary_crossentropy") == {}
+    assert s.keywords("generalized_dice_loss")["smooth"] == 1e-5
+    assert s.loss_name("lovasz") == "lovasz_softmax"
+    assert Settings().loss_name("lovasz") == "lovasz_hinge"
+    assert set(s.keywords("lovasz")) == {"classes", "per_image"}
+
+
+def test_settings_reject_an_unknown_loss_and_too_many_classes():
+    with pytest.raises(ValueError, match="loss"):
+        Settings(loss="dice")
+    with pytest.raises(ValueError, match="num_classes"):
+        Settings(num_classes=7)
+
+
+def test_table_values_are_the_library_values():
+    _, truth, pred = pair()
+    rows = {r.key: r.value for r in analysis.metrics_table(truth, pred, Settings(smooth=0.1))}
+    assert set(LOSS_LABELS) <= set(rows)
+    assert rows["dice_coefficient"] == pytest.approx(
+        float(losses.dice_coefficient(truth, pred, smooth=0.1)), abs=1e-6)
+    assert rows["dice_loss"] == pytest.approx(float(losses.dice_loss(truth, pred, smooth=0.1)),
+                                              abs=1e-6)
+    assert rows["focal_loss"] == pytest.approx(float(losses.focal_loss(truth, pred)), abs=1e-6)
+    assert rows["iou"] == pytest.approx(1 - float(losses.jaccard_loss(truth, pred, smooth=0.1)),
+                                        abs=1e-6)
+
+
+def test_formula_substitutes_this_masks_sums():
+    truth_labels, truth, pred = pair(confidence=1.0)  # hard masks: I, P, G are pixel counts
+    overlap = int(((truth_labels > 0) & (masks.shift(truth_labels, 0, 4) > 0)).sum())
+    area = int((truth_labels > 0).sum())
+    header, line = analysis.dice_formula(truth, pred, Settings(smooth=1.0))
+    assert r"\epsilon" in header
+    assert f"2 \\times {overlap} + 1" in line
+    assert f"{(2 * overlap + 1) / (2 * area + 1):.4f}" in line
+
+
+def test_formula_says_undefined_for_zero_over_zero():
+    empty = np.zeros((1, 8, 8, 1), np.float32)
+    _, line = analysis.dice_formula(empty, empty, Settings(smooth=0.0))
+    assert "undefined" in line
+
+
+def test_inverse_frequency_weights_mean_one_and_absent_class_gets_the_largest():
+    labels = np.array([[0] * 6 + [1] * 3 + [2]])
+    weights = analysis.inverse_frequency_weights(labels, 4)
+    present = np.array(weights[:3])
+    assert present.mean() == pytest.approx(1.0, abs=1e-3)
+    assert weights[2] / weights[0] == pytest.approx(6.0, rel=1e-3)  # 6x rarer
+    assert weights[3] == max(weights)
+
+
+def test_gradient_regions_split_inside_boundary_outside():
+    fg = np.zeros((10, 10), bool)
+    fg[3:7, 3:7] = True
+    grad = np.where(fg, -2.0, 0.5)
+    regions = analysis.gradient_regions(grad, fg)
+    assert regions["inside"] == 2.0 and regions["outside"] == 0.5
+    assert 0.5 < regions["boundary"] < 2.0
+
+
+def test_small_objects_are_punished_by_dice_not_by_bce():
+    curves = analysis.sweep_object_size(Settings(), ["dice_loss", "binary_crossentropy"],
+                                        size=48)
+    dice, bce = curves["dice_loss"], curves["binary_crossentropy"]
+    assert dice[0] > 0.5 > dice[-1]  # a 2 px miss ruins a 1 px object, hardly a big one
+    assert bce[0] < bce[-1]  # BCE averages over the image: a small miss costs little
+    assert np.all(np.isfinite(curves["dice_loss:grad"]))
+
+
+def test_smooth_sweep_includes_zero_and_rises_to_zero_loss():
+    _, truth, pred = pair()
+    curves = analysis.sweep_smooth(truth, pred, Settings(), ["dice_loss"])
+    assert curves["smooth"][0] == 0.0
+    assert curves["dice_loss"][0] > curves["dice_loss"][-1]  # huge smooth -> Dice -> 1
+
+
+def test_confidence_sweep_of_a_perfect_prediction_falls_with_confidence():
+    truth_labels, _, _ = pair()
+    curves = analysis.sweep_confidence(truth_labels, truth_labels, Settings(),
+                                       ["binary_crossentropy"])
+    assert np.all(np.diff(curves["binary_crossentropy"]) < 0)
+    assert not math.isnan(curves["binary_crossentropy"][-1])
