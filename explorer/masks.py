@@ -26,8 +26,6 @@ MAX_FILE_BYTES = 32 * 1024 * 1024
 ERASER_LEVEL = 40  # strokes darker than this in every channel are the eraser (class 0)
 CLASS_COLORS = ("#000000", "#e8590c", "#1c7ed6", "#2f9e44", "#ae3ec9", "#f2c200")
 
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's decompression-bomb guard at our cap
-
 
 class MaskError(ValueError):
     """A mask or probability file that cannot be used, with one plain sentence why."""
@@ -48,7 +46,14 @@ def _read_bytes(source) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), ""
     if hasattr(source, "read"):
-        data = source.read(MAX_FILE_BYTES + 1)
+        if hasattr(source, "seek"):
+            source.seek(0)  # an upload may have been read before
+        try:
+            data = source.read(MAX_FILE_BYTES + 1)
+        except UnicodeDecodeError:
+            data = ""  # a text-mode file: said below
+        if isinstance(data, str):
+            raise MaskError("The file was opened as text; open it in binary mode ('rb').")
         if len(data) > MAX_FILE_BYTES:
             raise MaskError(f"The file is larger than {MAX_FILE_BYTES // 2**20} MB.")
         return data, str(getattr(source, "name", "")).lower()
@@ -120,12 +125,14 @@ def _as_2d(array: np.ndarray) -> np.ndarray:
 
 
 def _check_labels(labels: np.ndarray, num_classes: int | None) -> np.ndarray:
+    """Whole-number labels 0..allowed-1 (checked in the array's own type, before any cast)."""
     allowed = num_classes or MAX_CLASSES
-    if labels.min() < 0:
+    low, high = labels.min(), labels.max()
+    if low < 0:
         raise MaskError("The mask has negative labels; labels must be 0 (background) "
                         f"to {allowed - 1}.")
-    if labels.max() >= allowed:
-        raise MaskError(f"The mask has label {int(labels.max())}, more classes than allowed: "
+    if high >= allowed:
+        raise MaskError(f"The mask has label {high}, more classes than allowed: "
                         f"labels must be 0 to {allowed - 1}.")
     return labels.astype(np.int32)
 
@@ -135,9 +142,9 @@ def _numeric_labels(array: np.ndarray, num_classes: int | None) -> np.ndarray:
     array = _as_2d(array)
     if array.dtype == bool:
         return array.astype(np.int32)
-    if not np.issubdtype(array.dtype, np.number):
-        raise MaskError(f"The array has type {array.dtype}; a mask needs numbers.")
-    if np.issubdtype(array.dtype, np.floating):
+    if array.dtype.kind not in "iuf":
+        raise MaskError(f"The array has type {array.dtype}; a mask needs real numbers.")
+    if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)):
             raise MaskError("The mask contains NaN or infinite values.")
         if not np.all(array == np.round(array)):
@@ -146,20 +153,25 @@ def _numeric_labels(array: np.ndarray, num_classes: int | None) -> np.ndarray:
     values = np.unique(array)
     if len(values) <= 2 and values.min() >= 0 and values.max() in (255, 65535):
         return (array > 0).astype(np.int32)  # a two-level 0/255 or 0/65535 mask
-    return _check_labels(array.astype(np.int64), num_classes)
+    return _check_labels(array, num_classes)
 
 
 def _image_labels(image: Image.Image, num_classes: int | None) -> np.ndarray:
     if image.mode == "P":  # palette PNG: the index is the class
-        return _check_labels(np.asarray(image, np.int64), num_classes)
+        return _check_labels(np.asarray(image), num_classes)
     if image.mode in ("RGBA", "LA", "PA"):
         return rgba_to_labels(np.asarray(image.convert("RGBA")), num_classes or 2)
+    if image.mode in ("RGB", "CMYK", "YCbCr"):  # colour without alpha: black is background
+        rgba = np.asarray(image.convert("RGBA"))
+        return rgba_to_labels(rgba, num_classes or 2, level=128)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return _numeric_labels(np.asarray(image), num_classes)
     gray = np.asarray(image.convert("L"))
     values = np.unique(gray)
-    if values.max() < (num_classes or MAX_CLASSES) and len(values) <= MAX_CLASSES:
-        return gray.astype(np.int32)  # a label image saved as grey levels 0, 1, 2, ...
+    if set(values.tolist()) <= {0, 255}:
+        return (gray > 0).astype(np.int32)
+    if len(values) <= MAX_CLASSES + 1 and values.max() < 128:
+        return _check_labels(gray, num_classes)  # a label image saved as grey levels 0, 1, 2
     return (gray >= 128).astype(np.int32)  # a grey mask (JPEG noise, anti-aliasing): halfway
 
 
@@ -180,33 +192,41 @@ def load_mask(source, *, num_classes: int | None = None) -> np.ndarray:
 
 
 def load_probability(source) -> np.ndarray:
-    """A 2-D float32 probability map: a float ``.npy`` in [0, 1], or an image read as
-    grey level / max (255 for 8-bit)."""
+    """A 2-D float32 probability map: a float ``.npy`` or float TIFF in [0, 1], a grey
+    image read as level / max (255, or 65535 for 16-bit); label masks (integer ``.npy``,
+    palette or colour images) give 1 on any class and 0 on background."""
     decoded = _decode(source)
-    if isinstance(decoded, np.ndarray):
-        array = _as_2d(decoded)
-        if array.dtype == bool or not np.issubdtype(array.dtype, np.floating):
-            return load_mask(source).astype(np.float32).clip(0, 1)
-        if not np.all(np.isfinite(array)):
-            raise MaskError("The probability map contains NaN or infinite values.")
-        if array.min() < 0 or array.max() > 1:
-            raise MaskError(f"Probabilities must lie in [0, 1]; this map runs from "
-                            f"{array.min():g} to {array.max():g}.")
-        return array.astype(np.float32)
-    if decoded.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return (_as_2d(np.asarray(decoded)).astype(np.float64) / 65535).clip(0, 1).astype(
-            np.float32)
-    return np.asarray(decoded.convert("L"), np.float32) / 255
+    if isinstance(decoded, Image.Image):
+        if decoded.mode in ("I;16", "I;16B", "I;16L", "I"):
+            return (_as_2d(np.asarray(decoded)).astype(np.float64) / 65535).clip(0, 1).astype(
+                np.float32)
+        if decoded.mode == "F":
+            decoded = np.asarray(decoded)
+        elif decoded.mode in ("L", "LA"):
+            return np.asarray(decoded.convert("L"), np.float32) / 255
+        else:
+            return (_image_labels(decoded, None) > 0).astype(np.float32)
+    array = _as_2d(decoded)
+    if array.dtype.kind != "f":
+        return (_numeric_labels(array, None) > 0).astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise MaskError("The probability map contains NaN or infinite values.")
+    if array.min() < 0 or array.max() > 1:
+        raise MaskError(f"Probabilities must lie in [0, 1]; this map runs from "
+                        f"{array.min():g} to {array.max():g}.")
+    return array.astype(np.float32)
 
 
-def rgba_to_labels(rgba: np.ndarray, num_classes: int = 2) -> np.ndarray:
+def rgba_to_labels(rgba: np.ndarray, num_classes: int = 2, *,
+                   level: int = ERASER_LEVEL) -> np.ndarray:
     """Canvas strokes to labels: transparent is background, and so is opaque black (the
-    eraser paints with class 0's colour). Any other opaque pixel is class 1 for a binary
+    eraser paints with class 0's colour; ``level`` is how bright a pixel's brightest channel
+    must be to count as drawn). Any other opaque pixel is class 1 for a binary
     mask, else the class whose colour is nearest."""
     rgba = np.asarray(rgba)
     if rgba.ndim != 3 or rgba.shape[-1] != 4:
         raise MaskError(f"Expected an RGBA image of shape (H, W, 4), got {rgba.shape}.")
-    drawn = (rgba[..., 3] >= 128) & (rgba[..., :3].max(-1) >= ERASER_LEVEL)
+    drawn = (rgba[..., 3] >= 128) & (rgba[..., :3].max(-1) >= level)
     if num_classes <= 2:
         return drawn.astype(np.int32)
     palette = np.array([_hex_to_rgb(c) for c in CLASS_COLORS[1:num_classes]], np.int32)
