@@ -54,7 +54,8 @@ def render() -> None:
     pred = _match_size(pred, truth_labels.shape, hard)
     if pred is None:
         return
-    prob = edits.apply(pred, classes) if hard else pred[..., None]
+    edited = edits.hard(pred) if hard else None
+    prob = edits.soften(edited, classes) if hard else pred[..., None]
     with prob_col, widgets.panel("Probability map"):
         st.subheader("Probabilities")
         channel = _class_picker(classes, "prob_class")
@@ -63,21 +64,13 @@ def render() -> None:
                                                   title=f"p (class {_class_of(classes, channel)})"),
                         key="prob_figure")
         if hard:
-            st.plotly_chart(charts.mask_figure(edits_preview(pred, edits), num_classes=classes,
+            st.plotly_chart(charts.mask_figure(edited, num_classes=classes,
                                                title="Hard prediction, truth outlined",
                                                outline=truth_labels), key="pred_figure")
     truth = masks.one_hot(truth_labels, classes)
     if smoothing:
         truth = truth * (1 - smoothing) + smoothing / max(classes, 2)
     results(truth_labels, masks.to_batch(truth), masks.to_batch(prob), edits)
-
-
-def edits_preview(pred: np.ndarray, edits: Edits) -> np.ndarray:
-    """The moved/grown/inverted hard prediction (before softening)."""
-    edited = masks.shift(pred, edits.dy, edits.dx)
-    if edits.grow:
-        edited = (masks.dilate if edits.grow > 0 else masks.erode)(edited, abs(edits.grow))
-    return masks.invert(edited) if edits.invert else edited
 
 
 def _match_size(pred, shape, hard):

@@ -160,15 +160,20 @@ class Edits:
     noise: float = 0.0
     temperature: float = 1.0
 
-    def apply(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
-        """Probabilities ``[H, W, C]`` from a label map."""
+    def hard(self, labels: np.ndarray) -> np.ndarray:
+        """The label map moved, grown or shrunk, and inverted (before softening)."""
         edited = masks.shift(labels, self.dy, self.dx)
         if self.grow > 0:
             edited = masks.dilate(edited, self.grow)
         elif self.grow < 0:
             edited = masks.erode(edited, -self.grow)
-        if self.invert:
-            edited = masks.invert(edited)
+        return masks.invert(edited) if self.invert else edited
+
+    def apply(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """Probabilities ``[H, W, C]`` from a label map."""
+        return self.soften(self.hard(labels), num_classes)
+
+    def soften(self, edited: np.ndarray, num_classes: int) -> np.ndarray:
         return masks.soften(edited, num_classes, confidence=self.confidence,
                             blur_sigma=self.blur, noise=self.noise,
                             temperature=self.temperature)
