@@ -1,7 +1,7 @@
 """Dice Loss Explorer: the Streamlit entry point (`streamlit run app.py`).
 
-Thin on purpose: page setup and the tabs. The maths lives in `explorer`, the pages
-in `explorer.ui`.
+Thin on purpose: page setup and the tabs, which are drawn lazily (only the open
+one runs). The maths lives in `explorer`, the pages in `explorer.ui`.
 """
 
 import os
@@ -12,10 +12,25 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="Dice Loss Explorer", page_icon="🎯", layout="wide")
 
-from explorer.ui import explore  # noqa: E402  (imports TensorFlow once per server process)
+import keras  # noqa: E402
+
+from explorer.ui import explore, train, widgets  # noqa: E402  (TensorFlow loads once)
+
+# Streamlit calls keras.backend.clear_session() after every run. Here that would empty
+# TensorFlow's kernel cache (every slider move ~10x slower) and pull the session out
+# from under a training thread; the explorer keeps no Keras state between runs.
+keras.backend.clear_session = lambda *args, **kwargs: None
 
 st.title("Dice Loss Explorer")
-st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a prediction, and how "
-           "their gradients would push each pixel. Everything is computed by `explorer.losses`, "
-           "the same library you can use in your own Keras model.")
-explore.render()
+st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a prediction, how their "
+           "gradients would push each pixel, and what they do to training. Everything is "
+           "computed by `explorer`, a library you can use in your own Keras model.")
+TABS = ["Explore", "Train"]
+widgets.persist_widget_state(st.session_state.get("main_tabs", TABS[0]))  # tabs are lazy
+explore_tab, train_tab = st.tabs(TABS, on_change="rerun", key="main_tabs")
+if explore_tab.open:
+    with explore_tab:
+        explore.render()
+if train_tab.open:
+    with train_tab:
+        train.render()

@@ -23,8 +23,7 @@ class Row:
 
 
 def _value(settings: Settings, loss: str, truth, pred) -> float:
-    return gradients.loss_and_gradient(settings.loss_name(loss), truth, pred,
-                                       **settings.keywords(loss))[0]
+    return gradients.loss_value(settings.loss_name(loss), truth, pred, **settings.keywords(loss))
 
 
 def metrics_table(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> list[Row]:

@@ -18,6 +18,7 @@ import tensorflow as tf
 from explorer import losses
 
 WRT = ("probabilities", "logits")
+VALUE_ONLY = "value"  # a compiled function without the tape, for tables of numbers
 _compiled: dict = {}
 _lock = threading.Lock()
 _traces = 0
@@ -53,6 +54,8 @@ def _build(loss_name, wrt, rank, channels, dtype, static, numeric_shapes):
     def value_and_grad(y_true, x, numeric):
         global _traces
         _traces += 1  # runs at trace time only
+        if wrt == VALUE_ONLY:
+            return fn(y_true, _logit(x) if takes_logits else x, **static, **numeric)
         with tf.GradientTape() as tape:
             tape.watch(x)
             if wrt == "logits":
@@ -82,18 +85,27 @@ def loss_and_gradient(loss_name, y_true, y_pred, *, wrt="probabilities", **loss_
     channel, ``softmax(z)`` for several), where ``z`` comes from
     :func:`probabilities_to_logits`. Computes in float64 for float64 inputs, else float32.
     """
-    if loss_name not in losses.LOSSES:
-        raise ValueError(f"loss_name must be one of {sorted(losses.LOSSES)}, got {loss_name!r}")
     if wrt not in WRT:
         raise ValueError(f"wrt must be 'probabilities' or 'logits', got {wrt!r}")
-    fn = losses.LOSSES[loss_name]
-    accepted = losses.loss_keywords(fn)
+    value, gradient = _call(loss_name, y_true, y_pred, wrt, loss_keywords)
+    return float(value), gradient.numpy()
+
+
+def loss_value(loss_name, y_true, y_pred, **loss_keywords) -> float:
+    """The value alone, from a compiled function without the gradient tape."""
+    return float(_call(loss_name, y_true, y_pred, VALUE_ONLY, loss_keywords))
+
+
+def _call(loss_name, y_true, y_pred, wrt, loss_keywords):
+    """Validate once, eagerly, then run the compiled function for these switches."""
+    if loss_name not in losses.LOSSES:
+        raise ValueError(f"loss_name must be one of {sorted(losses.LOSSES)}, got {loss_name!r}")
+    accepted = losses.loss_keywords(losses.LOSSES[loss_name])
     unknown = sorted(set(loss_keywords) - set(accepted))
     if unknown:
         raise ValueError(f"{loss_name} got unknown keywords {unknown}; accepted: {sorted(accepted)}")
     losses.check_settings(loss_name, **loss_keywords)
-    # one eager validation of shapes and ranges; the compiled graph skips it
-    g, p = losses.prepare_inputs(y_true, y_pred)
+    g, p = losses.prepare_inputs(y_true, y_pred)  # the compiled graph skips these checks
     dtype = g.dtype
     if g.shape != p.shape:
         raise ValueError(f"y_true and y_pred must have the same shape, got {g.shape} and {p.shape}")
@@ -110,5 +122,4 @@ def loss_and_gradient(loss_name, y_true, y_pred, *, wrt="probabilities", **loss_
                                                key[-1])
     if wrt == "logits":
         p = tf.cast(probabilities_to_logits(p.numpy()), dtype)
-    value, gradient = compiled(g, p, numeric)
-    return float(value), gradient.numpy()
+    return compiled(g, p, numeric)

@@ -14,7 +14,7 @@ from explorer.ui.widgets import LOG_GRID
 
 # AppTest resolves a relative path against the calling file: give it the absolute one
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TABS = ("Compare gradients", "Batch: per image vs whole batch", "Sweeps")
+TABS = ("Formula and counts", "Compare gradients", "Batch: per image vs whole batch", "Sweeps")
 
 
 def _run(at):
@@ -46,13 +46,16 @@ def default_masks():
 def test_every_tab_renders(at):
     assert at.metric[0].label == "Dice loss (chosen)"
     keys = {chart.key for chart in at.get("plotly_chart")}
-    assert {"truth_figure", "prob_figure", "gradient_probabilities", "gradient_logits",
-            "compare_dice_loss"} <= keys
+    assert {"truth_figure", "prob_figure", "gradient_probabilities", "gradient_logits"} <= keys
+    assert r"\mathrm{Dice}" in at.latex[0].value  # the formula tab is open first
     at.session_state["explore_tabs"] = TABS[1]
+    _run(at)
+    assert "compare_dice_loss" in {chart.key for chart in at.get("plotly_chart")}
+    at.session_state["explore_tabs"] = TABS[2]
     _run(at)
     labels = [m.label for m in at.metric]
     assert "Dice loss, whole batch" in labels and "Dice loss, per image (mean)" in labels
-    at.session_state["explore_tabs"] = TABS[2]
+    at.session_state["explore_tabs"] = TABS[3]
     _run(at)
     assert {"sweep_smooth", "sweep_confidence", "sweep_size", "sweep_size_grad"} <= {
         chart.key for chart in at.get("plotly_chart")}
@@ -199,3 +202,34 @@ def _by_key(at, key):
             if widget.key == key:
                 return widget
     return None
+
+
+def test_train_tab_trains_with_tiny_settings_and_keeps_the_explore_state(at):
+    import time
+
+    at.number_input(key="smooth").set_value(0.5)
+    _run(at)
+    at.session_state["main_tabs"] = "Train"
+    _run(at)
+    assert at.session_state["smooth"] == 0.5  # shared with Explore
+    _choose(at.selectbox(key="train_size"), 0)  # 32 px
+    _choose(at.selectbox(key="train_width"), 0)
+    _choose(at.selectbox(key="train_depth"), 0)
+    at.slider(key="train_epochs").set_value(1)
+    _run(at)
+    at.button(key="train_start").click()
+    _run(at)
+    job = at.session_state["train_job"]
+    assert job.configs[0].loss_keywords["smooth"] == 0.5
+    deadline = time.monotonic() + 120
+    while job.running and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not job.running and job.error is None
+    _run(at)
+    results = at.dataframe[0].value
+    assert list(results["loss"]) == ["dice_loss"]
+    assert 0 <= results["val Dice"][0] <= 1
+    assert "train_curves" in {c.key for c in at.get("plotly_chart")}
+    at.session_state["main_tabs"] = "Explore"
+    _run(at)
+    assert at.number_input(key="smooth").value == 0.5

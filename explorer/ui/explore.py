@@ -115,9 +115,12 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
     with grad_col, widgets.panel("Gradient"):
         st.subheader("Gradient of the chosen loss")
         gradient_panel(truth_labels, truth, pred, settings)
-    compare_tab, batch_tab, sweep_tab = st.tabs(
-        ["Compare gradients", "Batch: per image vs whole batch", "Sweeps"],
-        on_change="rerun", key="explore_tabs")
+    formula_tab, compare_tab, batch_tab, sweep_tab = st.tabs(
+        ["Formula and counts", "Compare gradients", "Batch: per image vs whole batch",
+         "Sweeps"], on_change="rerun", key="explore_tabs")
+    if formula_tab.open:
+        with formula_tab, widgets.panel("Formula"):
+            formula_panel(truth, pred, settings)
     if compare_tab.open:
         with compare_tab, widgets.panel("Comparison"):
             compare_panel(truth_labels, truth, pred, settings)
@@ -156,12 +159,6 @@ def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> None:
                                         soft_label=settings.soft_label):
         (st.warning if case.kind in ("undefined", "empty_scores_zero") else st.info)(
             case.message)
-    for line in analysis.dice_formula(truth, pred, settings):
-        st.latex(line)
-    counts = analysis.confusion_counts(truth, pred, settings)
-    st.dataframe(pd.DataFrame(counts, index=[f"class {_class_of(settings.num_classes, c)}"
-                                             for c in range(truth.shape[-1])]),
-                 key="confusion_table")
     if settings.num_classes > 2:
         per_class = losses.per_class_dice(truth, pred, smooth=settings.smooth,
                                           epsilon=settings.epsilon, squared=settings.squared,
@@ -170,6 +167,19 @@ def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> None:
         st.plotly_chart(charts.class_bars(np.asarray(per_class), title="Dice per class",
                                           weights=settings.class_weights, included=included),
                         key="class_bars")
+
+
+def formula_panel(truth, pred, settings: Settings) -> None:
+    """The Dice formula with this mask's sums, and the confusion counts."""
+    left, right = st.columns(2)
+    with left:
+        for line in analysis.dice_formula(truth, pred, settings):
+            st.latex(line)
+    counts = analysis.confusion_counts(truth, pred, settings)
+    right.caption(f"Confusion counts at threshold {settings.threshold:g}")
+    right.dataframe(pd.DataFrame(counts, index=[f"class {_class_of(settings.num_classes, c)}"
+                                                for c in range(truth.shape[-1])]),
+                    key="confusion_table")
 
 
 def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
@@ -234,10 +244,10 @@ def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
     batch_truth = masks.to_batch(*[g for _, g, _ in pairs])
     batch_pred = masks.to_batch(*[p for _, _, p in pairs])
     name = settings.loss_name()
-    per_image = gradients.loss_and_gradient(name, batch_truth, batch_pred,
-                                            **settings.replace(per_image=True).keywords())[0]
-    whole = gradients.loss_and_gradient(name, batch_truth, batch_pred,
-                                        **settings.replace(per_image=False).keywords())[0]
+    per_image = gradients.loss_value(name, batch_truth, batch_pred,
+                                     **settings.replace(per_image=True).keywords())
+    whole = gradients.loss_value(name, batch_truth, batch_pred,
+                                 **settings.replace(per_image=False).keywords())
     c1, c2 = st.columns(2)
     c1.metric(f"{LOSS_LABELS[settings.loss]}, per image (mean)", _shown(per_image))
     c2.metric(f"{LOSS_LABELS[settings.loss]}, whole batch", _shown(whole))
