@@ -144,14 +144,12 @@ def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> None:
         "metric": [r.label for r in rows],
         "value": [r.value for r in rows],
         "kind": ["higher is better" if r.kind == "score" else "loss" for r in rows],
-        "note": ["undefined (0/0)" if math.isnan(r.value) else "" for r in rows],
+        "note": ["undefined (0/0)" if math.isnan(r.value) else
+                 "◀ chosen" if r is chosen else "" for r in rows],
     })
-    highlight = table["metric"] == chosen.label
-    st.dataframe(
-        table.style.apply(lambda col: ["background-color: #fff3bf" if h else "" for h in highlight])
-        .format({"value": "{:.6f}"}, na_rep="—"),
-        hide_index=True, width="stretch", key="metrics_table", height=35 * (len(rows) + 1) + 3,
-        column_config={"value": st.column_config.NumberColumn(format="%.6f")})
+    st.dataframe(table, hide_index=True, width="stretch", key="metrics_table",
+                 height=35 * (len(rows) + 1) + 3,
+                 column_config={"value": st.column_config.NumberColumn(format="%.6f")})
     for case in losses.degenerate_cases(truth, pred, smooth=settings.smooth,
                                         epsilon=settings.epsilon, squared=settings.squared,
                                         per_image=settings.per_image,
@@ -184,16 +182,20 @@ def formula_panel(truth, pred, settings: Settings) -> None:
 
 def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
     channel = _class_picker(settings.num_classes, "grad_class")
+    shown = st.radio("With respect to", list(WRT_LABELS.values()), horizontal=True,
+                     key="gradient_wrt", help="The logit z behind p: p = sigmoid(z) "
+                     "(softmax for several classes). Saturated pixels get no push through z.")
     fg = _fg(truth_labels, settings.num_classes, channel)
     name = settings.loss_name()
     summary = {}
     for wrt, label in WRT_LABELS.items():
         _, grad = gradients.loss_and_gradient(name, truth, pred, wrt=wrt, **settings.keywords())
-        st.plotly_chart(charts.gradient_figure(grad[0, ..., channel], prob=pred[0, ..., channel],
-                                               truth_fg=fg, wrt_label=label,
-                                               title=f"{label}, {LOSS_LABELS[settings.loss]}"),
-                        key=f"gradient_{wrt}")
         summary[label] = analysis.gradient_regions(grad[0, ..., channel], fg)
+        if label == shown:  # one heatmap on the page: half the work per slider move
+            st.plotly_chart(charts.gradient_figure(
+                grad[0, ..., channel], prob=pred[0, ..., channel], truth_fg=fg,
+                wrt_label=label, title=f"{label}, {LOSS_LABELS[settings.loss]}"),
+                key="gradient_heatmap")
     st.caption("Mean |gradient| by region (boundary: one pixel either side of the truth's edge)")
     st.dataframe(pd.DataFrame(summary).T.map(lambda v: f"{v:.3e}"), key="gradient_regions")
 
