@@ -595,7 +595,8 @@ class _Progress(keras.callbacks.Callback):
     """Reports steps and epochs, validates once per epoch, stops on request."""
 
     def __init__(self, *, data, batch_size, loss_fn, logits, small_area, total_steps,
-                 on_step, on_epoch, should_stop, start, eager=False):
+                 on_step, on_epoch, should_stop, start, eager=False, on_samples=None,
+                 samples=0):
         super().__init__()
         self.data, self.batch_size, self.loss_fn = data, batch_size, loss_fn
         self.logits, self.small_area, self.total_steps = logits, small_area, total_steps
@@ -603,6 +604,7 @@ class _Progress(keras.callbacks.Callback):
         self.start, self.step, self.epoch_steps = start, 0, 0
         self.records, self.stopped = [], False
         self._forward, self.eager = None, eager
+        self.on_samples, self.sample_indices = on_samples, _spread(len(data.x_val), samples)
 
     def on_train_begin(self, logs=None):
         model, loss_fn, size = self.model, self.loss_fn, self.batch_size
@@ -657,6 +659,20 @@ class _Progress(keras.callbacks.Callback):
         self.records.append(record)
         if self.on_epoch is not None:
             self.on_epoch(dict(record))
+        if self.on_samples is not None and len(self.sample_indices):
+            chosen = pred[self.sample_indices]
+            self.on_samples({"epoch": epoch + 1, "index": self.sample_indices,
+                             "image": self.data.x_val[self.sample_indices, ..., 0],
+                             "truth": self.data.y_val[self.sample_indices, ..., 0],
+                             "prediction": (1 / (1 + np.exp(-chosen)) if self.logits
+                                            else chosen)[..., 0]})
+
+
+def _spread(n, k):
+    """``k`` indices evenly spread over ``n`` items."""
+    if n == 0 or k <= 0:
+        return np.zeros(0, int)
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
 
 
 def _float(value):
@@ -710,8 +726,7 @@ class TrainResult:
         ``indices`` are given): ``{"index", "image", "truth", "prediction"}``."""
         x_val, y_val = self.data.x_val, self.data.y_val
         if indices is None:
-            indices = np.unique(np.linspace(0, len(x_val) - 1, max(1, min(k, len(x_val))))
-                                .round().astype(int))
+            indices = _spread(len(x_val), max(1, k))
         indices = np.asarray(indices, int)
         pred = self.model(tf.constant(x_val[indices]), training=False).numpy()
         if self.info.get("logits"):
@@ -803,7 +818,7 @@ class _nullcontext:
 
 def train(config: TrainConfig | None = None, *, on_epoch: Callable | None = None,
           on_step: Callable | None = None, should_stop: Callable | None = None,
-          data: Dataset | None = None) -> TrainResult:
+          data: Dataset | None = None, on_samples: Callable | None = None) -> TrainResult:
     """Train a U-Net on ``config``'s data with its loss and return a :class:`TrainResult`.
 
     - ``on_step(step, total_steps, logs)`` after every training batch (``logs["loss"]``
@@ -814,6 +829,9 @@ def train(config: TrainConfig | None = None, *, on_epoch: Callable | None = None
       after that step (``model.stop_training``), the partial epoch is validated and
       recorded with ``complete=False``, and the result has ``stopped=True``.
     - ``data``: a :class:`Dataset` to use instead of ``config.dataset``.
+    - ``on_samples(samples)`` after every epoch with ``config.samples`` validation
+      triples ``{"epoch", "index", "image", "truth", "prediction"}`` (probabilities),
+      for a strip of predictions that sharpens as training goes.
     """
     config = config or TrainConfig()
     start = time.perf_counter()
@@ -825,7 +843,8 @@ def train(config: TrainConfig | None = None, *, on_epoch: Callable | None = None
                          logits=info["logits"], small_area=small_area,
                          total_steps=steps_per_epoch * config.epochs, on_step=on_step,
                          on_epoch=on_epoch, should_stop=should_stop, start=start,
-                         eager=config.run_eagerly)
+                         eager=config.run_eagerly, on_samples=on_samples,
+                         samples=config.samples)
     stopped_before = should_stop is not None and should_stop()
     if not stopped_before:
         model.fit(train_ds, epochs=config.epochs, verbose=0, shuffle=False,
@@ -843,7 +862,8 @@ def train(config: TrainConfig | None = None, *, on_epoch: Callable | None = None
 
 def compare(configs, *, base: TrainConfig | None = None, on_start: Callable | None = None,
             on_epoch: Callable | None = None, on_step: Callable | None = None,
-            should_stop: Callable | None = None) -> list[TrainResult]:
+            should_stop: Callable | None = None,
+            on_samples: Callable | None = None) -> list[TrainResult]:
     """Train several configurations one after another (same data and seed unless they
     say otherwise) and return one :class:`TrainResult` each.
 
@@ -866,7 +886,8 @@ def compare(configs, *, base: TrainConfig | None = None, on_start: Callable | No
         epoch_cb = None if on_epoch is None else (lambda r, tag=tag: on_epoch({**r, **tag}))
         step_cb = None if on_step is None else (
             lambda s, t, logs, tag=tag: on_step(s, t, {**logs, **tag}))
-        result = train(run, on_epoch=epoch_cb, on_step=step_cb, should_stop=should_stop)
+        result = train(run, on_epoch=epoch_cb, on_step=step_cb, should_stop=should_stop,
+                       on_samples=on_samples)
         results.append(result)
         if result.stopped:
             break

@@ -204,3 +204,13 @@ def test_unet_shapes_and_logits():
     with pytest.raises(ValueError, match="divisible"):
         T.build_unet(36, depth=3)
     assert T.device_description()
+
+
+def test_each_epoch_hands_over_a_strip_of_validation_predictions(tiny_data):
+    strips = []
+    T.train(tiny_config(samples=3), data=tiny_data, on_samples=strips.append)
+    assert [s["epoch"] for s in strips] == [1, 2]
+    last = strips[-1]
+    assert last["prediction"].shape == last["truth"].shape == (3, 32, 32)
+    assert 0 <= last["prediction"].min() and last["prediction"].max() <= 1
+    assert np.array_equal(last["truth"], tiny_data.y_val[last["index"], ..., 0])

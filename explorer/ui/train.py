@@ -36,6 +36,7 @@ class Job:
         self.results: list[training.TrainResult] = []
         self.run, self.step, self.total = 0, 0, 0
         self.error: str | None = None
+        self.samples: dict | None = None  # the latest epoch's validation predictions
         self.started = time.perf_counter()
         self.finished: float | None = None
         self.thread = threading.Thread(target=self._work, name="train", daemon=True)
@@ -45,7 +46,8 @@ class Job:
         try:
             self.results = training.compare(
                 self.configs, on_start=self._on_start, on_epoch=self.records.append,
-                on_step=self._on_step, should_stop=self.stop.is_set)
+                on_step=self._on_step, should_stop=self.stop.is_set,
+                on_samples=self._on_samples)
         except Exception as error:  # noqa: BLE001 - shown on the page, not raised in a thread
             self.error = f"{type(error).__name__}: {error}"
         finally:
@@ -53,6 +55,9 @@ class Job:
 
     def _on_start(self, run, _config):
         self.run, self.step = run, 0
+
+    def _on_samples(self, samples):
+        self.samples = {**samples, "run": self.run}
 
     def _on_step(self, step, total, _logs):
         self.step, self.total = step, total
@@ -170,6 +175,11 @@ def live() -> None:
         records = pd.DataFrame(list(job.records))
         if not records.empty:
             st.plotly_chart(curves_figure(records), key="train_curves")
+        samples = job.samples
+        if samples is not None:
+            st.caption(f"Validation predictions after epoch {samples['epoch']} of run "
+                       f"{samples['run'] + 1}: image | truth | prediction")
+            st.image(_strip(samples), width=min(480, 3 * 120), clamp=True)
         results = list(job.results)
         if results:
             _results(results, finished=not job.running)
@@ -210,11 +220,6 @@ def _results(results: list[training.TrainResult], finished: bool) -> None:
                      "stopped": result.stopped})
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="train_results")
     shown = results[-1]
-    if shown.samples:
-        st.caption(f"Validation predictions of run {len(results)} ({shown.config.loss}): "
-                   "image, truth, prediction")
-        strip = _strip(shown.samples)
-        st.image(strip, width="stretch", clamp=True)
     if finished:
         c1, c2 = st.columns(2)
         c1.download_button("Curves (CSV)", "\n".join(r.to_csv() for r in results),
