@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+import tensorflow as tf
 
 from explorer import training
 from explorer.settings import LOSS_LABELS
@@ -93,14 +94,19 @@ def config_panel() -> tuple[list[training.TrainConfig], bool]:
                 help="Class imbalance: the share of foreground pixels.")
             knobs["object_count"] = st.slider("Objects per image", 1, 12, 4,
                                               key="train_count")
+    # a GPU trains a larger model on larger images in the same minute (mixed precision on)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
     c1, c2 = st.columns(2)
-    image_size = c1.selectbox("Image size", [32, 64, 96], index=1, key="train_size")
+    image_size = c1.selectbox("Image size", [32, 64, 96, 128], index=3 if gpu else 1,
+                              key="train_size")
     epochs = c2.slider("Epochs", 1, 30, training.TrainConfig.epochs, key="train_epochs")
-    batch_size = c1.selectbox("Batch size", [4, 8, 16, 32], index=2, key="train_batch")
+    batch_size = c1.selectbox("Batch size", [4, 8, 16, 32, 64], index=4 if gpu else 2,
+                              key="train_batch")
     learning_rate = c2.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
                                      value=training.TrainConfig.learning_rate,
                                      key="train_lr")
-    width = c1.selectbox("U-Net width", [4, 8, 16, 32], index=1, key="train_width")
+    width = c1.selectbox("U-Net width", [4, 8, 16, 32], index=2 if gpu else 1,
+                         key="train_width")
     depth = c2.selectbox("U-Net depth", [1, 2, 3, 4], index=2, key="train_depth")
     seed = c1.number_input("Seed", 0, 10_000, 0, key="train_seed")
     flips = c2.checkbox("Random flips", value=True, key="train_flips")
