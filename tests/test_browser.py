@@ -8,23 +8,13 @@ looks for exceptions. Skipped where Chromium or Playwright is missing, except in
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from explorer.bench_browser import (CHROMIUM_ARGS, IDLE, REPO, chromium_path, start_server,
+                                    stop_server)
+
 ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 METRIC = '[data-testid="stMetricValue"]'
 
 # Arms a watcher that records the script state going to "running"; wait_rerun() then
@@ -54,16 +44,10 @@ def _missing(reason: str):
 
 
 def _chromium() -> str:
-    path = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
+    path = chromium_path()
     if not path:
         _missing("chromium is not installed")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -73,32 +57,11 @@ def server():
         import playwright.sync_api  # noqa: F401
     except ImportError:
         _missing("playwright is not installed")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = start_server(REPO / "app.py", REPO)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the Streamlit server did not start")
-                time.sleep(0.2)
-        yield {"url": f"http://127.0.0.1:{port}/", "chromium": chromium}
+        yield {"url": url, "chromium": chromium}
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
