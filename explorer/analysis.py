@@ -28,21 +28,20 @@ def _value(settings: Settings, loss: str, truth, pred) -> float:
 
 def metrics_table(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> list[Row]:
     """Every number of the table for batches ``truth``, ``pred`` ``[B, H, W, C]``."""
-    dice_kw = settings.dice_keywords()
+    values = dict(zip(LOSS_LABELS, gradients.loss_values(
+        [(settings.loss_name(key), settings.keywords(key)) for key in LOSS_LABELS], truth, pred)))
     hard = losses.hard_metrics(truth, pred, threshold=settings.threshold,
                                per_image=settings.per_image)
     rows = [
         Row("dice_coefficient", "Dice coefficient (soft)",
-            float(losses.dice_coefficient(truth, pred, **dice_kw)), "score"),
+            float(losses.dice_coefficient(truth, pred, **settings.dice_keywords())), "score"),
         Row("hard_dice", f"Dice (hard, at {settings.threshold:g})",
             _nanmean(hard["dice"].numpy()), "score"),
-        Row("iou", "IoU (soft Jaccard index)",
-            1 - _value(settings, "jaccard_loss", truth, pred), "score"),
+        Row("iou", "IoU (soft Jaccard index)", 1 - values["jaccard_loss"], "score"),
         Row("hard_iou", f"IoU (hard, at {settings.threshold:g})",
             _nanmean(hard["iou"].numpy()), "score"),
     ]
-    rows += [Row(key, label, _value(settings, key, truth, pred), "loss")
-             for key, label in LOSS_LABELS.items()]
+    rows += [Row(key, label, values[key], "loss") for key, label in LOSS_LABELS.items()]
     return rows
 
 

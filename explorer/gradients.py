@@ -18,7 +18,6 @@ import tensorflow as tf
 from explorer import losses
 
 WRT = ("probabilities", "logits")
-VALUE_ONLY = "value"  # a compiled function without the tape, for tables of numbers
 _compiled: dict = {}
 _lock = threading.Lock()
 _traces = 0
@@ -54,8 +53,6 @@ def _build(loss_name, wrt, rank, channels, dtype, static, numeric_shapes):
     def value_and_grad(y_true, x, numeric):
         global _traces
         _traces += 1  # runs at trace time only
-        if wrt == VALUE_ONLY:
-            return fn(y_true, _logit(x) if takes_logits else x, **static, **numeric)
         with tf.GradientTape() as tape:
             tape.watch(x)
             if wrt == "logits":
@@ -93,11 +90,47 @@ def loss_and_gradient(loss_name, y_true, y_pred, *, wrt="probabilities", **loss_
 
 def loss_value(loss_name, y_true, y_pred, **loss_keywords) -> float:
     """The value alone, from a compiled function without the gradient tape."""
-    return float(_call(loss_name, y_true, y_pred, VALUE_ONLY, loss_keywords))
+    return loss_values([(loss_name, loss_keywords)], y_true, y_pred)[0]
 
 
-def _call(loss_name, y_true, y_pred, wrt, loss_keywords):
-    """Validate once, eagerly, then run the compiled function for these switches."""
+def loss_values(requests, y_true, y_pred) -> list[float]:
+    """Values of several losses on the same masks in one compiled call (a table of
+    numbers): ``requests`` is a list of ``(loss_name, keywords)``."""
+    g, p = losses.prepare_inputs(y_true, y_pred)  # once for all; the graph skips the checks
+    parts = [_split(name, keywords, g.dtype) for name, keywords in requests]
+    key = ("values", p.shape.rank, p.shape[-1], g.dtype.name,
+           tuple((name, signature) for (name, _), (_, _, signature) in zip(requests, parts)))
+    with _lock:
+        compiled = _compiled.get(key)
+        if compiled is None:
+            compiled = _compiled[key] = _build_values(
+                [(name, static) for (name, _), (static, _, _) in zip(requests, parts)],
+                [signature[1] for _, _, signature in parts], p.shape.rank, p.shape[-1], g.dtype)
+    values = compiled(g, p, [numeric for _, numeric, _ in parts])
+    return [float(v) for v in values.numpy()]
+
+
+def _build_values(named_statics, numeric_shapes, rank, channels, dtype):
+    mask_spec = tf.TensorSpec([None] * (rank - 1) + [channels], dtype)
+    numeric_specs = [{k: tf.TensorSpec(shape, dtype) for k, shape in shapes}
+                     for shapes in numeric_shapes]
+
+    @tf.function(input_signature=[mask_spec, mask_spec, numeric_specs], autograph=False)
+    def values(y_true, probs, numerics):
+        global _traces
+        _traces += 1  # runs at trace time only
+        out = []
+        for (name, static), numeric in zip(named_statics, numerics):
+            arg = _logit(probs) if name in losses.TAKES_LOGITS else probs
+            out.append(tf.cast(losses.LOSSES[name](y_true, arg, **static, **numeric), dtype))
+        return tf.stack(out)
+
+    return values
+
+
+def _split(loss_name, loss_keywords, dtype):
+    """Check a loss's keywords; split them into switches (baked into the graph) and
+    numbers (tensor arguments), with the signature that picks the compiled function."""
     if loss_name not in losses.LOSSES:
         raise ValueError(f"loss_name must be one of {sorted(losses.LOSSES)}, got {loss_name!r}")
     accepted = losses.loss_keywords(losses.LOSSES[loss_name])
@@ -105,21 +138,25 @@ def _call(loss_name, y_true, y_pred, wrt, loss_keywords):
     if unknown:
         raise ValueError(f"{loss_name} got unknown keywords {unknown}; accepted: {sorted(accepted)}")
     losses.check_settings(loss_name, **loss_keywords)
-    g, p = losses.prepare_inputs(y_true, y_pred)  # the compiled graph skips these checks
-    dtype = g.dtype
-    if g.shape != p.shape:
-        raise ValueError(f"y_true and y_pred must have the same shape, got {g.shape} and {p.shape}")
-    rank, channels = p.shape.rank, p.shape[-1]
     static = {k: v for k, v in loss_keywords.items() if not _is_numeric(v)}
     numeric = {k: np.asarray(v, dtype.as_numpy_dtype) for k, v in loss_keywords.items()
                if _is_numeric(v)}
-    key = (loss_name, wrt, rank, channels, dtype.name, tuple(sorted(static.items())),
-           tuple(sorted((k, v.shape) for k, v in numeric.items())))
+    signature = (tuple(sorted(static.items())), tuple(sorted((k, v.shape)
+                                                             for k, v in numeric.items())))
+    return static, numeric, signature
+
+
+def _call(loss_name, y_true, y_pred, wrt, loss_keywords):
+    """Validate once, eagerly, then run the compiled value-and-gradient function."""
+    g, p = losses.prepare_inputs(y_true, y_pred)  # the compiled graph skips these checks
+    static, numeric, signature = _split(loss_name, loss_keywords, g.dtype)
+    rank, channels = p.shape.rank, p.shape[-1]
+    key = (loss_name, wrt, rank, channels, g.dtype.name, signature)
     with _lock:
         compiled = _compiled.get(key)
         if compiled is None:
-            compiled = _compiled[key] = _build(loss_name, wrt, rank, channels, dtype, static,
-                                               key[-1])
+            compiled = _compiled[key] = _build(loss_name, wrt, rank, channels, g.dtype, static,
+                                               signature[1])
     if wrt == "logits":
-        p = tf.cast(probabilities_to_logits(p.numpy()), dtype)
+        p = tf.cast(probabilities_to_logits(p.numpy()), g.dtype)
     return compiled(g, p, numeric)

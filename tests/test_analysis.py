@@ -107,3 +107,20 @@ def test_confidence_sweep_of_a_perfect_prediction_falls_with_confidence():
                                        ["binary_crossentropy"])
     assert np.all(np.diff(curves["binary_crossentropy"]) < 0)
     assert not math.isnan(curves["binary_crossentropy"][-1])
+
+
+def test_one_compiled_call_gives_every_value_of_the_table_and_sizes_do_not_retrace():
+    from explorer import gradients
+
+    requests = [("dice_loss", {"smooth": 0.5}), ("lovasz_hinge", {}),
+                ("focal_loss", {"gamma": 1.0}), ("tversky_loss", {"alpha": 0.7, "beta": 0.3})]
+    for size in (32, 48, 40):
+        _, truth, pred = pair(size=size)
+        together = gradients.loss_values(requests, truth, pred)
+        alone = [gradients.loss_value(name, truth, pred, **kw) for name, kw in requests]
+        assert together == pytest.approx(alone, rel=1e-6)
+        if size == 32:
+            traces = gradients.trace_count()
+    assert gradients.trace_count() == traces  # numbers are arguments, sizes are None dims
+    with pytest.raises(ValueError, match="alpha"):
+        gradients.loss_values([("dice_loss", {"alpha": 1.0})], truth, pred)

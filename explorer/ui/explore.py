@@ -140,16 +140,13 @@ def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> None:
     rows = analysis.metrics_table(truth, pred, settings)
     chosen = next(r for r in rows if r.key == settings.loss)
     st.metric(f"{chosen.label} (chosen)", _shown(chosen.value))
-    table = pd.DataFrame({
+    # st.table, not st.dataframe: a data grid redraws slowly on every slider move
+    st.table(pd.DataFrame({
         "metric": [r.label for r in rows],
-        "value": [r.value for r in rows],
+        "value": [_shown(r.value) for r in rows],
         "kind": ["higher is better" if r.kind == "score" else "loss" for r in rows],
-        "note": ["undefined (0/0)" if math.isnan(r.value) else
-                 "◀ chosen" if r is chosen else "" for r in rows],
-    })
-    st.dataframe(table, hide_index=True, width="stretch", key="metrics_table",
-                 height=35 * (len(rows) + 1) + 3,
-                 column_config={"value": st.column_config.NumberColumn(format="%.6f")})
+        "": ["◀ chosen" if r is chosen else "" for r in rows],
+    }).set_index("metric"))
     for case in losses.degenerate_cases(truth, pred, smooth=settings.smooth,
                                         epsilon=settings.epsilon, squared=settings.squared,
                                         per_image=settings.per_image,
@@ -175,9 +172,9 @@ def formula_panel(truth, pred, settings: Settings) -> None:
             st.latex(line)
     counts = analysis.confusion_counts(truth, pred, settings)
     right.caption(f"Confusion counts at threshold {settings.threshold:g}")
-    right.dataframe(pd.DataFrame(counts, index=[f"class {_class_of(settings.num_classes, c)}"
-                                                for c in range(truth.shape[-1])]),
-                    key="confusion_table")
+    # a plain table: a data grid would redraw on every slider move for four numbers a class
+    right.table(pd.DataFrame(counts, index=[f"class {_class_of(settings.num_classes, c)}"
+                                            for c in range(truth.shape[-1])]))
 
 
 def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
@@ -197,7 +194,7 @@ def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
                 wrt_label=label, title=f"{label}, {LOSS_LABELS[settings.loss]}"),
                 key="gradient_heatmap")
     st.caption("Mean |gradient| by region (boundary: one pixel either side of the truth's edge)")
-    st.dataframe(pd.DataFrame(summary).T.map(lambda v: f"{v:.3e}"), key="gradient_regions")
+    st.table(pd.DataFrame(summary).T.map(lambda v: f"{v:.3e}"))
 
 
 def compare_panel(truth_labels, truth, pred, settings: Settings) -> None:
