@@ -129,21 +129,23 @@ def sweep_object_size(settings: Settings, loss_keys, *, size: int = 96, offset: 
     """The small-object effect: a circle truth against the same circle moved ``offset``
     pixels, for radii from 1 pixel up. Gives each loss and its mean |dL/dp| on the object."""
     radii = np.unique(np.round(np.geomspace(1, size * 0.4, 14)).astype(int))
-    curves = {"radius": radii.astype(float)}
-    for key in loss_keys:
-        values, grads = [], []
-        for r in radii:
-            truth_labels = masks.shape_mask("circle", size, radius=r / size)
-            pred_labels = masks.shift(truth_labels, 0, offset)
-            truth = masks.to_batch(masks.one_hot(truth_labels, 2))
-            pred = masks.to_batch(masks.soften(pred_labels, 2, confidence=confidence))
-            binary = settings.replace(num_classes=2, class_weights=None)
+    binary = settings.replace(num_classes=2, class_weights=None)
+    values = {key: [] for key in loss_keys}
+    grads = {key: [] for key in loss_keys}
+    for r in radii:  # each pair of masks built once, scored by every loss
+        truth_labels = masks.shape_mask("circle", size, radius=r / size)
+        truth = masks.to_batch(masks.one_hot(truth_labels, 2))
+        pred = masks.to_batch(masks.soften(masks.shift(truth_labels, 0, offset), 2,
+                                           confidence=confidence))
+        for key in loss_keys:
             value, grad = gradients.loss_and_gradient(
                 binary.loss_name(key), truth, pred, **binary.keywords(key))
-            values.append(value)
-            grads.append(float(np.abs(grad[0, ..., 0])[truth_labels > 0].mean()))
-        curves[key] = np.array(values)
-        curves[key + ":grad"] = np.array(grads)
+            values[key].append(value)
+            grads[key].append(float(np.abs(grad[0, ..., 0])[truth_labels > 0].mean()))
+    curves = {"radius": radii.astype(float)}
+    for key in loss_keys:
+        curves[key] = np.array(values[key])
+        curves[key + ":grad"] = np.array(grads[key])
     return curves
 
 

@@ -222,8 +222,7 @@ def compare_panel(truth_labels, truth, pred, settings: Settings) -> None:
 def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
     st.caption("The current pair plus gallery truths, each predicted with the same shift and "
                "softening. One image may be empty: watch per-image and whole-batch differ.")
-    entries = [e for e in mask_inputs.gallery()
-               if e["num_classes"] <= settings.num_classes or settings.num_classes == 2]
+    entries = mask_inputs.gallery_for(settings.num_classes)
     names = [e["name"] for e in entries]
     chosen = st.multiselect("Add gallery truths", names, default=names[:2], key="batch_gallery")
     add_empty = st.checkbox("Add an empty image (empty truth and prediction)", value=True,

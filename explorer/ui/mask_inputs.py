@@ -28,6 +28,11 @@ def _thumbnail(name: str, num_classes: int) -> np.ndarray:
     return charts.overlay_rgb(masks.resize_labels(labels, (64, 64)), num_classes)
 
 
+def gallery_for(num_classes: int) -> list[dict]:
+    """Gallery entries usable with this many classes (any entry, viewed binary, when 2)."""
+    return [e for e in gallery() if e["num_classes"] <= num_classes or num_classes == 2]
+
+
 def fit_classes(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """A binary view of a multi-class mask when the page is binary."""
     return (labels > 0).astype(np.int32) if num_classes == 2 else labels
@@ -76,7 +81,7 @@ def _draw(side: str, num_classes: int, size: int, background) -> np.ndarray:
 
 
 def _gallery(side: str, num_classes: int, size: int) -> np.ndarray:
-    entries = [e for e in gallery() if e["num_classes"] <= num_classes or num_classes == 2]
+    entries = gallery_for(num_classes)
     names = [e["name"] for e in entries]
     default = 1 if side == "prediction" and len(names) > 1 else 0
     name = st.selectbox("Sample", names, index=default, key=f"{side}_gallery")
