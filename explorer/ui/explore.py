@@ -255,8 +255,8 @@ def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
     st.dataframe(pd.DataFrame({
         "image": [n for n, _, _ in pairs],
         "truth pixels Σg": batch_truth.reshape(len(pairs), -1, batch_truth.shape[-1]).sum(1)
-        .sum(-1).round(1),
-        "Σp": batch_pred.reshape(len(pairs), -1, batch_pred.shape[-1]).sum(1).sum(-1).round(1),
+        .sum(-1).astype(np.float64).round(1),
+        "Σp": batch_pred.reshape(len(pairs), -1, batch_pred.shape[-1]).sum(1).sum(-1).astype(np.float64).round(1),
         "Dice (mean over classes)": [_shown(v) for v in dice.mean(-1)],
     }), hide_index=True, key="batch_table")
     for case in losses.degenerate_cases(batch_truth, batch_pred, smooth=settings.smooth,
