@@ -14,7 +14,7 @@ st.set_page_config(page_title="Dice Loss Explorer", page_icon="🎯", layout="wi
 
 import keras  # noqa: E402
 
-from explorer.ui import explore, train, widgets  # noqa: E402  (TensorFlow loads once)
+from explorer.ui import explore, teach, train, widgets  # noqa: E402  (TensorFlow loads once)
 
 # Streamlit calls keras.backend.clear_session() after every run. Here that would empty
 # TensorFlow's kernel cache (every slider move ~10x slower) and pull the session out
@@ -25,12 +25,16 @@ st.title("Dice Loss Explorer")
 st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a prediction, how their "
            "gradients would push each pixel, and what they do to training. Everything is "
            "computed by `explorer`, a library you can use in your own Keras model.")
+teach.remember_link()  # before any widget: what the link asked for
+teach.sidebar()
 TABS = ["Explore", "Train"]
 widgets.persist_widget_state(st.session_state.get("main_tabs", TABS[0]))  # tabs are lazy
-explore_tab, train_tab = st.tabs(TABS, on_change="rerun", key="main_tabs")
+explore_tab, train_tab = st.tabs(TABS, on_change="rerun", bind="query-params", key="main_tabs")
 if explore_tab.open:
     with explore_tab:
         explore.render()
 if train_tab.open:
     with train_tab:
         train.render()
+teach.share_section()
+teach.link_notice()

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +207,11 @@ def load_probability(source) -> np.ndarray:
             return np.asarray(decoded.convert("L"), np.float32) / 255
         else:
             return (_image_labels(decoded, None) > 0).astype(np.float32)
-    array = _as_2d(decoded)
+    return _probability_array(decoded)
+
+
+def _probability_array(array: np.ndarray) -> np.ndarray:
+    array = _as_2d(array)
     if array.dtype.kind != "f":
         return (_numeric_labels(array, None) > 0).astype(np.float32)
     if not np.all(np.isfinite(array)):
@@ -246,6 +251,61 @@ def save_mask_png(labels: np.ndarray) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+PAIR_MEMBERS = ("truth.npy", "prediction.npy")
+
+
+def save_pair(truth: np.ndarray, prediction: np.ndarray) -> bytes:
+    """One small ``.npz`` holding a truth label map and a prediction (label map, or a
+    binary probability map); reads back with :func:`load_pair`."""
+    truth = np.asarray(truth)
+    prediction = np.asarray(prediction)
+    out = io.BytesIO()
+    np.savez_compressed(out, truth=truth.astype(np.uint8),
+                        prediction=(prediction.astype(np.float32) if prediction.dtype.kind == "f"
+                                    else prediction.astype(np.uint8)))
+    return out.getvalue()
+
+
+def load_pair(source, *, num_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The truth labels and the prediction (labels, or float probabilities when binary) from
+    a masks file written by :func:`save_pair`. Nothing in it is ever unpickled."""
+    data, _ = _read_bytes(source)
+    if not data.startswith(b"PK"):
+        raise MaskError("A masks file is the .npz the explorer exports (truth and prediction); "
+                        "this file is not one.")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = {info.filename: info for info in archive.infolist()}
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise MaskError("The masks file is damaged: it could not be opened as .npz.") from None
+    if sorted(members) != sorted(PAIR_MEMBERS):
+        raise MaskError(f"A masks file holds exactly {' and '.join(PAIR_MEMBERS)}; this one "
+                        f"holds {', '.join(sorted(members)) or 'nothing'}.")
+    arrays = []
+    for name in PAIR_MEMBERS:
+        if members[name].file_size > MAX_FILE_BYTES:  # a zip bomb never gets unpacked
+            raise MaskError(f"{name} unpacks to more than {MAX_FILE_BYTES // 2**20} MB.")
+        try:
+            arrays.append(_load_npy(archive.read(name)))
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+            if isinstance(error, MaskError):
+                raise
+            raise MaskError(f"{name} in the masks file is damaged.") from None
+    truth = _numeric_labels(arrays[0], num_classes)
+    prediction = _as_2d(arrays[1])
+    if prediction.dtype.kind == "f" and not np.all(prediction == np.round(prediction)):
+        if num_classes != 2:
+            raise MaskError("The prediction holds probabilities, which only a binary page "
+                            "takes; switch Classes to binary or save labels.")
+        prediction = _probability_array(prediction)
+    else:
+        prediction = _numeric_labels(prediction, num_classes)
+    if truth.shape != prediction.shape:
+        raise MaskError(f"The truth is {truth.shape[0]}x{truth.shape[1]} but the prediction "
+                        f"is {prediction.shape[0]}x{prediction.shape[1]}; they must match.")
+    return truth, prediction
 
 
 # ---------------------------------------------------------------------- generating

@@ -7,6 +7,7 @@ heatmaps, not the canvases and mask pictures.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -15,9 +16,11 @@ import streamlit as st
 import tensorflow as tf
 
 from explorer import analysis, charts, gradients, losses, masks
+from explorer.scenarios import DEFAULTS
 from explorer.settings import LOSS_LABELS, Settings
-from explorer.ui import mask_inputs, widgets
+from explorer.ui import mask_inputs, teach, widgets
 from explorer.ui.mask_inputs import Edits
+from explorer.ui.widgets import SHARE
 
 # one compiled function per loss and switch is by design; TF's retracing warning counts them
 tf.get_logger().setLevel("ERROR")
@@ -27,10 +30,12 @@ COMPARE_DEFAULT = ("dice_loss", "binary_crossentropy", "lovasz")
 
 
 def render() -> None:
+    teach.banner()
     top = st.columns([1, 1, 2])
-    classes = top[0].selectbox("Classes", [2, 3, 4, 5, 6], key="num_classes",
+    classes = top[0].selectbox("Classes", [2, 3, 4, 5, 6], **SHARE, key="num_classes",
                                format_func=lambda k: "binary" if k == 2 else f"{k} (softmax)")
-    size = top[1].selectbox("Mask size", mask_inputs.SIZES, index=2, key="mask_size",
+    size = top[1].selectbox("Mask size", mask_inputs.SIZES,
+                            index=mask_inputs.SIZES.index(DEFAULTS["mask_size"]), **SHARE, key="mask_size",
                             format_func=lambda s: f"{s}×{s}")
     top[2].caption("Draw, generate, pick or upload a truth and a prediction; the numbers and "
                    "the gradient below follow every change.")
@@ -38,7 +43,7 @@ def render() -> None:
     with truth_col, widgets.panel("Ground truth"):
         st.subheader("Ground truth")
         truth_labels = mask_inputs.truth_input(classes, size)
-        smoothing = st.slider("Label smoothing", 0.0, 0.5, 0.0, 0.01, key="label_smoothing",
+        smoothing = st.slider("Label smoothing", 0.0, 0.5, DEFAULTS["label_smoothing"], 0.01, **SHARE, key="label_smoothing",
                               help="Soft truth: g·(1−a) + a/K. Try it with 'Soft labels (L1)'.")
         if truth_labels is not None:
             st.plotly_chart(charts.mask_figure(truth_labels, num_classes=classes,
@@ -51,6 +56,7 @@ def render() -> None:
     if truth_labels is None or pred is None:
         st.info("Waiting for both masks: upload or choose a source above.")
         return
+    st.session_state["_current_pair"] = (truth_labels, pred)  # for "Save masks"
     pred = _match_size(pred, truth_labels.shape, hard)
     if pred is None:
         return
@@ -80,7 +86,7 @@ def _match_size(pred, shape, hard):
                f"{pred.shape[0]}×{pred.shape[1]}: the losses need equal sizes.")
     if st.checkbox("Resize the prediction to the truth's size "
                    f"({'nearest, labels stay labels' if hard else 'bilinear'})",
-                   key="resize_prediction"):
+                   **SHARE, key="resize_prediction"):
         resize = masks.resize_labels if hard else masks.resize_probability
         return resize(pred, shape)
     return None
@@ -90,7 +96,7 @@ def _class_picker(classes: int, key: str) -> int:
     """The channel to show: the only one when binary, a chosen class otherwise."""
     if classes == 2:
         return 0
-    return st.selectbox("Class shown", list(range(classes)), index=1, key=key)
+    return st.selectbox("Class shown", list(range(classes)), index=1, **SHARE, key=key)
 
 
 def _class_of(classes: int, channel: int) -> int:
@@ -111,13 +117,18 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
         settings = widgets.settings_panel(classes, truth_labels)
     with numbers_col, widgets.panel("Numbers"):
         st.subheader("Numbers")
-        numbers(truth, pred, settings)
+        revealed = numbers(truth, pred, settings)
     with grad_col, widgets.panel("Gradient"):
         st.subheader("Gradient of the chosen loss")
-        gradient_panel(truth_labels, truth, pred, settings)
+        if revealed:
+            gradient_panel(truth_labels, truth, pred, settings)
+        else:
+            st.info("Guess first: where will the gradient push p up, and where down? It "
+                    "appears when you reveal the numbers.")
     formula_tab, compare_tab, batch_tab, sweep_tab = st.tabs(
         ["Formula and counts", "Compare gradients", "Batch: per image vs whole batch",
-         "Sweeps"], on_change="rerun", key="explore_tabs")
+         "Sweeps"], on_change="rerun", bind="query-params",
+        key="explore_tabs")
     if formula_tab.open:
         with formula_tab, widgets.panel("Formula"):
             formula_panel(truth, pred, settings)
@@ -136,9 +147,40 @@ def _shown(value: float) -> str:
     return "undefined (0/0)" if math.isnan(value) else f"{value:.6f}"
 
 
-def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> None:
+def _fingerprint(truth, pred, settings: Settings) -> str:
+    digest = hashlib.blake2b(repr(settings).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(truth).tobytes())
+    digest.update(np.ascontiguousarray(pred).tobytes())
+    return digest.hexdigest()
+
+
+def _guess(chosen, fingerprint: str) -> bool:
+    """Predict, then reveal: True once the person has guessed for exactly this view."""
+    if st.session_state.get("_revealed") == fingerprint:
+        guess = st.session_state["_guess"]
+        off = abs(guess - chosen.value) if not math.isnan(chosen.value) else math.nan
+        (st.success if off <= 0.05 else st.warning)(
+            f"You guessed {guess:g}; it is {_shown(chosen.value)}"
+            + ("" if math.isnan(off) else f" (off by {off:.3f}).")
+            + " Change anything and you guess again.")
+        return True
+    with st.form("guess_form", border=True):
+        st.markdown(f"**Your guess: {chosen.label}** (losses here run from 0 to about 1; "
+                    "BCE and focal can be larger)")
+        guess = st.number_input("Guess", min_value=0.0, max_value=100.0, value=0.5, step=0.01,
+                                key="guess_value", label_visibility="collapsed")
+        if not st.form_submit_button("Reveal", type="primary"):
+            return False
+    st.session_state["_revealed"], st.session_state["_guess"] = fingerprint, float(guess)
+    st.rerun(scope="fragment")
+
+
+def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> bool:
+    """The table of numbers, or (guess first) the guess box; True when they are shown."""
     rows = analysis.metrics_table(truth, pred, settings)
     chosen = next(r for r in rows if r.key == settings.loss)
+    if teach.guessing() and not _guess(chosen, _fingerprint(truth, pred, settings)):
+        return False
     st.metric(f"{chosen.label} (chosen)", _shown(chosen.value))
     # st.table, not st.dataframe: a data grid redraws slowly on every slider move
     st.table(pd.DataFrame({
@@ -162,6 +204,7 @@ def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> None:
         st.plotly_chart(charts.class_bars(np.asarray(per_class), title="Dice per class",
                                           weights=settings.class_weights, included=included),
                         key="class_bars")
+    return True
 
 
 def formula_panel(truth, pred, settings: Settings) -> None:
@@ -180,7 +223,7 @@ def formula_panel(truth, pred, settings: Settings) -> None:
 def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
     channel = _class_picker(settings.num_classes, "grad_class")
     shown = st.radio("With respect to", list(WRT_LABELS.values()), horizontal=True,
-                     key="gradient_wrt", help="The logit z behind p: p = sigmoid(z) "
+                     **SHARE, key="gradient_wrt", help="The logit z behind p: p = sigmoid(z) "
                      "(softmax for several classes). Saturated pixels get no push through z.")
     fg = _fg(truth_labels, settings.num_classes, channel)
     name = settings.loss_name()
@@ -200,9 +243,9 @@ def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
 def compare_panel(truth_labels, truth, pred, settings: Settings) -> None:
     picked = st.multiselect("Losses side by side", list(LOSS_LABELS),
                             default=list(COMPARE_DEFAULT), max_selections=3,
-                            format_func=LOSS_LABELS.get, key="compare_losses")
+                            format_func=LOSS_LABELS.get, **SHARE, key="compare_losses")
     shown = st.radio("With respect to", list(WRT_LABELS.values()), horizontal=True,
-                     key="compare_wrt")
+                     **SHARE, key="compare_wrt")
     wrt = next(k for k, v in WRT_LABELS.items() if v == shown)
     channel = _class_picker(settings.num_classes, "compare_class")
     fg = _fg(truth_labels, settings.num_classes, channel)
@@ -224,9 +267,9 @@ def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
                "softening. One image may be empty: watch per-image and whole-batch differ.")
     entries = mask_inputs.gallery_for(settings.num_classes)
     names = [e["name"] for e in entries]
-    chosen = st.multiselect("Add gallery truths", names, default=names[:2], key="batch_gallery")
+    chosen = st.multiselect("Add gallery truths", names, default=names[:2], **SHARE, key="batch_gallery")
     add_empty = st.checkbox("Add an empty image (empty truth and prediction)", value=True,
-                            key="batch_empty")
+                            **SHARE, key="batch_empty")
     size = truth.shape[1:3]
     pairs = [("current", truth[0], pred[0])]
     for entry in entries:
@@ -274,7 +317,7 @@ def _sweeps(truth_labels, truth, pred, pred_labels, settings: Settings, picked: 
 
 def sweep_panel(truth_labels, truth, pred, settings: Settings, edits: Edits) -> None:
     picked = tuple(st.multiselect("Losses", list(LOSS_LABELS), default=list(COMPARE_DEFAULT),
-                                  format_func=LOSS_LABELS.get, key="sweep_losses"))
+                                  format_func=LOSS_LABELS.get, **SHARE, key="sweep_losses"))
     if not picked:
         st.info("Pick at least one loss.")
         return

@@ -9,6 +9,8 @@ import numpy as np
 import streamlit as st
 
 from explorer import charts, masks
+from explorer.scenarios import DEFAULTS as DEFAULT
+from explorer.ui.widgets import SHARE, folded
 
 CANVAS_SIDE = 256
 SIZES = (64, 128, 256, 512)
@@ -40,19 +42,19 @@ def fit_classes(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 def _shape(side: str, num_classes: int, size: int) -> np.ndarray:
     c1, c2 = st.columns(2)
-    kind = c1.selectbox("Shape", ["circle", "square", "blobs"], key=f"{side}_shape")
+    kind = c1.selectbox("Shape", ["circle", "square", "blobs"], **SHARE, key=f"{side}_shape")
     label = 1
     if num_classes > 2:
-        label = c2.selectbox("Class", list(range(1, num_classes)), key=f"{side}_shape_class")
-    radius = st.slider("Size (fraction of the side)", 0.0, 0.5,
-                       0.2 if side == "truth" else 0.18, 0.005, key=f"{side}_radius",
+        label = c2.selectbox("Class", list(range(1, num_classes)), **SHARE, key=f"{side}_shape_class")
+    radius = st.slider("Size (fraction of the side)", 0.0, 0.5, DEFAULT[f"{side}_radius"], 0.005,
+                       **SHARE, key=f"{side}_radius",
                        help="Radius of the circle, half-side of the square, blob scale.")
-    cy = c1.slider("Centre y", 0.0, 1.0, 0.5, 0.01, key=f"{side}_cy")
-    cx = c2.slider("Centre x", 0.0, 1.0, 0.5, 0.01, key=f"{side}_cx")
+    cy = c1.slider("Centre y", 0.0, 1.0, DEFAULT[f"{side}_cy"], 0.01, **SHARE, key=f"{side}_cy")
+    cx = c2.slider("Centre x", 0.0, 1.0, DEFAULT[f"{side}_cx"], 0.01, **SHARE, key=f"{side}_cx")
     count, seed = 3, 0
     if kind == "blobs":
-        count = c1.slider("Blobs", 1, 12, 4, key=f"{side}_blob_count")
-        seed = c2.number_input("Seed", 0, 10_000, 0, key=f"{side}_blob_seed")
+        count = c1.slider("Blobs", 1, 12, 4, **SHARE, key=f"{side}_blob_count")
+        seed = c2.number_input("Seed", 0, 10_000, 0, **SHARE, key=f"{side}_blob_seed")
     if radius == 0:
         return np.zeros((size, size), np.int32)
     return masks.shape_mask(kind, size, radius=radius, center=(cy, cx), count=count,
@@ -84,7 +86,7 @@ def _gallery(side: str, num_classes: int, size: int) -> np.ndarray:
     entries = gallery_for(num_classes)
     names = [e["name"] for e in entries]
     default = 1 if side == "prediction" and len(names) > 1 else 0
-    name = st.selectbox("Sample", names, index=default, key=f"{side}_gallery")
+    name = st.selectbox("Sample", names, index=default, **SHARE, key=f"{side}_gallery")
     with st.expander("Thumbnails"):
         columns = st.columns(4)
         for i, entry in enumerate(entries):
@@ -99,7 +101,7 @@ def _upload(side: str, num_classes: int):
     """A label map, or (prediction only) a probability map; None with a message if bad."""
     as_probability = False
     if side == "prediction" and num_classes == 2:
-        as_probability = st.toggle("It is a probability map", key="prediction_is_probability",
+        as_probability = st.toggle("It is a probability map", **SHARE, key="prediction_is_probability",
                                    help="Float .npy in [0, 1], or a grey image read as p.")
     file = st.file_uploader(f"{side.capitalize()} file", type=["png", "jpg", "jpeg", "tif",
                                                                "tiff", "npy"],
@@ -117,15 +119,33 @@ def _upload(side: str, num_classes: int):
         return None
 
 
+def _masks_file(side: str, num_classes: int):
+    """The truth or the prediction of the masks file opened in the sidebar."""
+    pair = st.session_state.get("shared_masks")
+    if pair is None:
+        st.info("Open a masks file (.npz, saved by this app) in the sidebar under "
+                "'Share this view'.")
+        return None
+    mask = pair[0] if side == "truth" else pair[1]
+    if mask.dtype.kind != "f" and int(mask.max()) >= num_classes:
+        st.error(f"The masks file has label {int(mask.max())}: set Classes to at least "
+                 f"{int(mask.max()) + 1}.")
+        return None
+    if mask.dtype.kind == "f" and num_classes != 2:
+        st.error("The masks file's prediction holds probabilities: set Classes to binary.")
+        return None
+    return mask
+
+
 def truth_input(num_classes: int, size: int):
     """The truth label map (None while an upload is missing or bad) and a background."""
-    source = st.radio("Truth from", ["Shape", "Draw", "Gallery", "Upload", "Empty"],
-                      horizontal=True, key="truth_source")
+    source = st.radio("Truth from", ["Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file"],
+                      horizontal=True, **SHARE, key="truth_source")
     background = None
     if source == "Draw":
         pictures = [e for e in gallery() if "background" in e]
         under = st.selectbox("Picture under the canvas", ["none"] + [e["name"] for e in pictures],
-                             key="truth_background")
+                             **SHARE, key="truth_background")
         if under != "none":
             background = next(e["background"] for e in pictures if e["name"] == under)
     return _source(source, "truth", num_classes, size, background, None)
@@ -133,8 +153,8 @@ def truth_input(num_classes: int, size: int):
 
 def prediction_input(num_classes: int, size: int, truth_labels):
     source = st.radio("Prediction from", ["Copy of truth", "Shape", "Draw", "Gallery",
-                                          "Upload", "Empty"],
-                      horizontal=True, key="prediction_source")
+                                          "Upload", "Empty", "Masks file"],
+                      horizontal=True, **SHARE, key="prediction_source")
     return _source(source, "prediction", num_classes, size, None, truth_labels)
 
 
@@ -149,6 +169,8 @@ def _source(source, side, num_classes, size, background, truth_labels):
         return _gallery(side, num_classes, size)
     if source == "Upload":
         return _upload(side, num_classes)
+    if source == "Masks file":
+        return _masks_file(side, num_classes)
     return np.zeros((size, size), np.int32)
 
 
@@ -189,15 +211,17 @@ def edit_widgets(hard: bool) -> Edits:
     c1, c2 = st.columns(2)
     values = {}
     if hard:
-        values["dx"] = c1.slider("Shift x (px)", -MAX_SHIFT, MAX_SHIFT, 8, key="shift_x")
-        values["dy"] = c2.slider("Shift y (px)", -MAX_SHIFT, MAX_SHIFT, 0, key="shift_y")
-        values["grow"] = c1.slider("Grow (+) / shrink (−) px", -10, 10, 0, key="grow")
-        values["invert"] = c2.checkbox("Invert", key="invert")
-        values["confidence"] = c1.slider("Confidence", 0.5, 1.0, 0.9, 0.005, key="confidence",
+        values["dx"] = c1.slider("Shift x (px)", -MAX_SHIFT, MAX_SHIFT, DEFAULT["shift_x"], **SHARE, key="shift_x")
+        values["dy"] = c2.slider("Shift y (px)", -MAX_SHIFT, MAX_SHIFT, DEFAULT["shift_y"], **SHARE, key="shift_y")
+        values["grow"] = c1.slider("Grow (+) / shrink (−) px", -10, 10, DEFAULT["grow"], **SHARE, key="grow")
+        values["invert"] = c2.checkbox("Invert", **SHARE, key="invert")
+        values["confidence"] = c1.slider("Confidence", 0.5, 1.0, DEFAULT["confidence"], 0.005, **SHARE, key="confidence",
                                          help="p inside the predicted object; 1 − p outside.")
-        values["blur"] = c2.slider("Edge blur σ (px)", 0.0, 8.0, 1.0, 0.25, key="blur")
-        values["noise"] = c1.slider("Logit noise σ", 0.0, 3.0, 0.0, 0.05, key="noise")
-        values["temperature"] = c2.slider("Temperature", 0.1, 5.0, 1.0, 0.05,
-                                          key="temperature",
+        values["blur"] = c2.slider("Edge blur σ (px)", 0.0, 8.0, DEFAULT["blur"], 0.25, **SHARE, key="blur")
+        c1, c2 = folded("Noise and temperature").columns(2)
+        values["noise"] = c1.slider("Logit noise σ", 0.0, 3.0, DEFAULT["noise"], 0.05, **SHARE,
+                                    key="noise")
+        values["temperature"] = c2.slider("Temperature", 0.1, 5.0, DEFAULT["temperature"], 0.05,
+                                          **SHARE, key="temperature",
                                           help="Divides the logits: > 1 less sure, < 1 surer.")
     return Edits(**values)

@@ -19,6 +19,10 @@ LOG_GRID = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 
 DEFAULTS = Settings()
 
 
+# every Explore control lives in the URL (a copied link reopens the view) and keeps its
+# value while it is not drawn (a closed sub-tab, presenter mode, the other main tab)
+SHARE = {"bind": "query-params", "persist_state": "session"}
+
 # widgets whose state cannot be written back (buttons, uploads, canvases, tabs)
 _NOT_PERSISTED = ("_upload", "_canvas_", "_tabs", "download_", "inverse_frequency",
                   "weights_reset", "train_start", "train_stop")
@@ -45,6 +49,11 @@ def persist_widget_state(open_tab: str) -> None:
             st.session_state[key] = st.session_state[key]
 
 
+def folded(label: str):
+    """Where advanced controls go: folded away in presenter mode, in plain view otherwise."""
+    return st.expander(label) if st.session_state.get("presenter") else st.container()
+
+
 @contextmanager
 def panel(name: str):
     """Error boundary: a failure in one panel shows a short message, not a traceback,
@@ -66,64 +75,60 @@ def _nearest(value: float) -> float:
 
 def log_number(label: str, key: str, default: float, help: str) -> float:
     """A log-scale slider with an exact 0, and a number input for exact values; the
-    number input is the value, the slider moves it to the nearest grid point."""
+    number input is the value (and the one in the URL), the slider moves it to the
+    nearest grid point and follows it."""
     grid_key = key + "_grid"
-    if key not in st.session_state:
-        st.session_state[key] = float(default)
-    if grid_key not in st.session_state:
-        st.session_state[grid_key] = _nearest(st.session_state[key])
+    slider_slot = st.container()  # the slider shows above but is drawn after the number
 
     def from_slider():
         st.session_state[key] = st.session_state[grid_key]
 
-    def from_number():
-        st.session_state[grid_key] = _nearest(st.session_state[key])
-
-    st.select_slider(label, options=LOG_GRID, key=grid_key, on_change=from_slider,
-                     format_func=lambda v: "0" if v == 0 else f"{v:g}", help=help)
-    st.number_input(f"{label}, exact", min_value=0.0, max_value=1e6, key=key,
-                    on_change=from_number, format="%g", step=0.1,
-                    label_visibility="collapsed")
-    return float(st.session_state[key])
+    value = st.number_input(f"{label}, exact", min_value=0.0, max_value=1e6, value=float(default),
+                            **SHARE, key=key, format="%g", step=0.1,
+                            label_visibility="collapsed")
+    st.session_state[grid_key] = _nearest(value)
+    slider_slot.select_slider(label, options=LOG_GRID, key=grid_key, on_change=from_slider,
+                              format_func=lambda v: "0" if v == 0 else f"{v:g}", help=help)
+    return float(value)
 
 
 def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
     """Every loss setting; returns the ``Settings`` they describe."""
     loss = st.selectbox("Chosen loss", list(LOSS_LABELS), format_func=LOSS_LABELS.get,
-                        key="loss", help="Highlighted in the table; its gradient is shown.")
+                        **SHARE, key="loss", help="Highlighted in the table; its gradient is shown.")
     smooth = log_number("smooth", "smooth", DEFAULTS.smooth,
                         "Added to numerator and denominator: empty vs empty scores 1, and "
                         "the penalty softens.")
     epsilon = log_number("epsilon", "epsilon", DEFAULTS.epsilon,
                          "Added to the denominator only: it just guards 0/0.")
     c1, c2 = st.columns(2)
-    squared = c1.checkbox("Squared denominator", key="squared", help="V-Net: Σp² + Σg².")
-    per_image = c2.checkbox("Per image", value=True, key="per_image",
+    squared = c1.checkbox("Squared denominator", **SHARE, key="squared", help="V-Net: Σp² + Σg².")
+    per_image = c2.checkbox("Per image", value=True, **SHARE, key="per_image",
                             help="Dice per image, then the mean; off: sums over the whole batch.")
-    soft_label = c1.checkbox("Soft labels (L1)", key="soft_label",
+    soft_label = c1.checkbox("Soft labels (L1)", **SHARE, key="soft_label",
                              help="Intersection Σ(p+g−|p−g|)/2: a soft target matches itself.")
-    threshold = c2.slider("Threshold", 0.0, 1.0, 0.5, 0.01, key="threshold",
+    threshold = c2.slider("Threshold", 0.0, 1.0, 0.5, 0.01, **SHARE, key="threshold",
                           help="For the hard metrics (argmax with several classes).")
     class_weights, normalize, include_background = None, True, True
     if num_classes > 2:
         class_weights, normalize, include_background = _class_weight_widgets(num_classes,
                                                                              truth_labels)
     with st.expander("Tversky, focal, Lovász, BCE + Dice"):
-        alpha = st.slider("Tversky α (false positives)", 0.0, 2.0, 0.5, 0.05, key="alpha")
-        beta = st.slider("Tversky β (false negatives)", 0.0, 2.0, 0.5, 0.05, key="beta")
-        tversky_gamma = st.slider("Focal Tversky γ", 0.5, 3.0, 1.0, 0.05, key="tversky_gamma",
+        alpha = st.slider("Tversky α (false positives)", 0.0, 2.0, 0.5, 0.05, **SHARE, key="alpha")
+        beta = st.slider("Tversky β (false negatives)", 0.0, 2.0, 0.5, 0.05, **SHARE, key="beta")
+        tversky_gamma = st.slider("Focal Tversky γ", 0.5, 3.0, 1.0, 0.05, **SHARE, key="tversky_gamma",
                                   help="Loss (1 − TI)^(1/γ); γ = 1 is plain Tversky.")
-        focal_gamma = st.slider("Focal γ", 0.0, 5.0, 2.0, 0.1, key="focal_gamma",
+        focal_gamma = st.slider("Focal γ", 0.0, 5.0, 2.0, 0.1, **SHARE, key="focal_gamma",
                                 help="γ = 0 is plain cross-entropy.")
         focal_alpha = None
-        if st.toggle("Focal α", key="focal_alpha_on",
+        if st.toggle("Focal α", **SHARE, key="focal_alpha_on",
                      help="Off: both terms weigh 1. On: α on the positive term."):
-            focal_alpha = st.slider("α", 0.0, 1.0, 0.25, 0.05, key="focal_alpha")
+            focal_alpha = st.slider("α", 0.0, 1.0, 0.25, 0.05, **SHARE, key="focal_alpha")
         lovasz_classes = st.radio("Lovász-Softmax classes", ["present", "all"],
-                                  horizontal=True, key="lovasz_classes")
-        bce_weight = st.slider("BCE weight (BCE + Dice)", 0.0, 2.0, 1.0, 0.1, key="bce_weight")
+                                  horizontal=True, **SHARE, key="lovasz_classes")
+        bce_weight = st.slider("BCE weight (BCE + Dice)", 0.0, 2.0, 1.0, 0.1, **SHARE, key="bce_weight")
         dice_weight = st.slider("Dice weight (BCE + Dice)", 0.0, 2.0, 1.0, 0.1,
-                                key="dice_weight")
+                                **SHARE, key="dice_weight")
     return Settings(
         loss=loss, num_classes=num_classes, smooth=smooth, epsilon=epsilon, squared=squared,
         per_image=per_image, soft_label=soft_label, class_weights=class_weights,
@@ -152,14 +157,14 @@ def _class_weight_widgets(num_classes: int, truth_labels: np.ndarray):
     columns = st.columns(num_classes)
     weights = tuple(
         float(col.number_input(f"class {c}", min_value=0.0, max_value=1000.0, step=0.1,
-                               key=keys[c], format="%g"))
+                               **SHARE, key=keys[c], format="%g"))
         for c, col in enumerate(columns))
     b1, b2 = st.columns(2)
     b1.button("Inverse frequency", on_click=inverse_frequency, key="inverse_frequency",
               help="w = 1 / class frequency in the truth, scaled to mean 1.")
     b2.button("All 1", on_click=reset, key="weights_reset")
     c1, c2 = st.columns(2)
-    normalize = c1.checkbox("Normalise (Σw·L / Σw)", value=True, key="normalize_weights")
+    normalize = c1.checkbox("Normalise (Σw·L / Σw)", value=True, **SHARE, key="normalize_weights")
     include_background = c2.checkbox("Include background", value=True,
-                                     key="include_background")
+                                     **SHARE, key="include_background")
     return weights, normalize, include_background

@@ -1,0 +1,147 @@
+"""Teaching presets: each scenario is a short story and the Explore controls that tell it.
+
+A scenario is data: the values of the Explore widgets it changes (by widget key; the
+other controls in ``DEFAULTS`` go back to their defaults) and a paragraph saying what to look at and what
+to try next. The UI applies it; ``preview`` draws its thumbnail. No Streamlit here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from skimage import segmentation
+
+from explorer import masks
+from explorer.settings import Settings
+
+_SETTINGS = Settings()
+BATCH_TAB = "Batch: per image vs whole batch"
+# the Explore controls' defaults, by widget key (the widgets take theirs from here): a
+# scenario starts from these, so it looks the same whatever was on screen before
+DEFAULTS = {
+    "num_classes": 2, "mask_size": 256, "label_smoothing": 0.0,
+    "truth_source": "Shape", "truth_shape": "circle", "truth_radius": 0.2,
+    "truth_cy": 0.5, "truth_cx": 0.5,
+    "prediction_source": "Copy of truth", "prediction_shape": "circle",
+    "prediction_radius": 0.18, "prediction_cy": 0.5, "prediction_cx": 0.5,
+    "shift_x": 8, "shift_y": 0, "grow": 0, "invert": False,
+    "confidence": 0.9, "blur": 1.0, "noise": 0.0, "temperature": 1.0,
+    **{key: getattr(_SETTINGS, key) for key in (
+        "loss", "smooth", "epsilon", "squared", "per_image", "soft_label", "threshold", "alpha",
+        "beta", "tversky_gamma", "focal_gamma", "bce_weight", "dice_weight", "lovasz_classes")},
+    "gradient_wrt": "∂L/∂p", "explore_tabs": "Formula and counts", "batch_empty": True,
+}
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    text: str  # markdown: what is on screen and what to try
+    state: dict = field(default_factory=dict)  # widget key -> value; the rest is default
+
+
+SCENARIOS = (
+    Scenario(
+        "perfect", "Perfect overlap",
+        "The prediction is the truth with full confidence: Dice loss 0, IoU 1. BCE is not "
+        "exactly 0 because p is clipped to 1e−7 like Keras. The gradient w.r.t. p is not zero "
+        "either: Dice would still push p above 1 inside and below 0 outside. Switch the "
+        "gradient to ∂L/∂logit: through a saturated sigmoid the push vanishes.",
+        {"shift_x": 0, "blur": 0.0, "confidence": 1.0}),
+    Scenario(
+        "empty", "Empty truth, empty prediction",
+        "Nothing to find and nothing found. With smooth = 0 and epsilon = 0 Dice is 0/0: "
+        "**undefined**. Set smooth to 1: empty vs empty scores a perfect 1 (loss 0). Set "
+        "smooth to 0 and epsilon to 1e−7: it scores 0, so a perfect empty prediction is "
+        "punished with the largest loss.",
+        {"truth_source": "Empty", "prediction_source": "Empty", "confidence": 1.0,
+         "blur": 0.0, "smooth": 0.0, "epsilon": 0.0}),
+    Scenario(
+        "tiny_missed", "A tiny object missed",
+        "A small object (about 180 pixels of 65,536) predicted as background. Per image its "
+        "Dice loss is almost 1; open the batch view: averaged per image it weighs as much as "
+        "a large object, but with whole-batch sums (untick 'Per image') the big objects "
+        "drown it. Which one you train with decides whether small objects matter.",
+        {"truth_radius": 0.03, "prediction_source": "Empty", "explore_tabs": BATCH_TAB}),
+    Scenario(
+        "shifted", "A shifted prediction",
+        "The right shape in the wrong place: 16 px to the right. Dice counts the overlap "
+        "only. The gradient pushes p up on the crescent the prediction misses and down on "
+        "the crescent it adds; the overlap itself is left almost alone.",
+        {"shift_x": 16}),
+    Scenario(
+        "over_under", "Over- vs under-segmentation",
+        "The prediction is grown by 6 px: false positives only. Tversky with α = 0.3 "
+        "(false positives) and β = 0.7 (false negatives) forgives this more than Dice does. "
+        "Set Grow to −6 (false negatives only) and watch Tversky rise above Dice.",
+        {"shift_x": 0, "grow": 6, "loss": "tversky_loss", "alpha": 0.3, "beta": 0.7}),
+    Scenario(
+        "imbalance", "Extreme class imbalance",
+        "A tiny object and a prediction of 'nothing here' at 99% confidence. BCE is low "
+        "(about 0.02): almost every pixel is right. Dice loss is almost 1: the one thing "
+        "that matters was missed. This is why Dice is used for rare foregrounds.",
+        {"truth_radius": 0.03, "prediction_source": "Empty", "confidence": 0.99,
+         "loss": "binary_crossentropy"}),
+    Scenario(
+        "soft_labels", "Soft labels: product vs L1",
+        "Label smoothing 0.2 makes the truth 0.9 inside and 0.1 outside, and the prediction "
+        "is exactly that. The product form Σp·g still reports a loss. Tick 'Soft labels "
+        "(L1)': the intersection Σ(p + g − |p − g|)/2 scores the perfect match as 0.",
+        {"label_smoothing": 0.2, "shift_x": 0, "blur": 0.0, "confidence": 0.9}),
+    Scenario(
+        "overconfident", "Overconfident vs calibrated",
+        "A shifted prediction at 99.9% confidence, gradient w.r.t. the logits. Through the "
+        "sigmoid ∂L/∂z = ∂L/∂p · p(1 − p): on the wrong pixels Dice's push is about 250× "
+        "smaller than at p = 0.5. Move Confidence to 0.6 to see it come back, or pick BCE, "
+        "whose logit gradient p − g does not saturate.",
+        {"shift_x": 12, "blur": 0.0, "confidence": 0.999, "gradient_wrt": "∂L/∂logit"}),
+    Scenario(
+        "batch_empty", "A batch holding an empty image",
+        "The batch view adds an image with nothing in it. Per image, smooth = 1 scores it a "
+        "perfect 1 and lifts the mean; whole batch, it adds nothing to the sums. Set smooth "
+        "to 0 and epsilon to 1e−7: now the empty image scores 0 per image and drags the "
+        "mean down.",
+        {"explore_tabs": BATCH_TAB, "batch_empty": True}),
+)
+BY_KEY = {s.key: s for s in SCENARIOS}
+
+
+def get(key: str) -> Scenario:
+    if key not in BY_KEY:
+        raise ValueError(f"unknown scenario {key!r}; there are {', '.join(BY_KEY)}")
+    return BY_KEY[key]
+
+
+def _shape(state: dict, side: str, size: int) -> np.ndarray:
+    source = state[f"{side}_source"]
+    if source == "Empty":
+        return np.zeros((size, size), np.int32)
+    return masks.shape_mask(state[f"{side}_shape"], size, radius=state[f"{side}_radius"],
+                            center=(state[f"{side}_cy"], state[f"{side}_cx"]))
+
+
+def preview(scenario: Scenario, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The scenario's truth and hard prediction as label maps at ``size`` (binary shapes,
+    shift and grow scaled from the page's mask size)."""
+    state = {**DEFAULTS, **scenario.state}
+    truth = _shape(state, "truth", size)
+    if state["prediction_source"] == "Copy of truth":
+        pred = truth.copy()
+    else:
+        pred = _shape(state, "prediction", size)
+    scale = size / state["mask_size"]
+    pred = masks.shift(pred, round(state["shift_y"] * scale), round(state["shift_x"] * scale))
+    grow = round(state["grow"] * scale)
+    if grow:
+        pred = masks.dilate(pred, grow) if grow > 0 else masks.erode(pred, -grow)
+    return truth, pred
+
+
+def thumbnail(scenario: Scenario, size: int = 64) -> np.ndarray:
+    """RGB uint8: the prediction filled in blue, the truth's outline in orange."""
+    truth, pred = preview(scenario, size)
+    image = np.full((size, size, 3), 245, np.uint8)
+    image[pred > 0] = (99, 140, 220)
+    image[segmentation.find_boundaries(truth > 0, mode="inner")] = (230, 120, 20)
+    return image
