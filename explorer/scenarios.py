@@ -44,8 +44,8 @@ class Scenario:
 SCENARIOS = (
     Scenario(
         "perfect", "Perfect overlap",
-        "The prediction is the truth with full confidence: Dice loss 0, IoU 1. BCE is not "
-        "exactly 0 because p is clipped to 1e−7 like Keras. The gradient w.r.t. p is not zero "
+        "The prediction is the truth with full confidence: Dice loss 0, IoU 1. BCE prints "
+        "as 0 but is 1e−7: p is clipped to [1e−7, 1 − 1e−7] like Keras. The gradient w.r.t. p is not zero "
         "either: Dice would still push p above 1 inside and below 0 outside. Switch the "
         "gradient to ∂L/∂logit: through a saturated sigmoid the push vanishes.",
         {"shift_x": 0, "blur": 0.0, "confidence": 1.0}),
@@ -72,10 +72,11 @@ SCENARIOS = (
         {"shift_x": 16}),
     Scenario(
         "over_under", "Over- vs under-segmentation",
-        "The prediction is grown by 6 px: false positives only. Tversky with α = 0.3 "
+        "A hard prediction grown by 6 px: false positives only. Tversky with α = 0.3 "
         "(false positives) and β = 0.7 (false negatives) forgives this more than Dice does. "
         "Set Grow to −6 (false negatives only) and watch Tversky rise above Dice.",
-        {"shift_x": 0, "grow": 6, "loss": "tversky_loss", "alpha": 0.3, "beta": 0.7}),
+        {"shift_x": 0, "grow": 6, "confidence": 1.0, "blur": 0.0, "loss": "tversky_loss",
+         "alpha": 0.3, "beta": 0.7}),
     Scenario(
         "imbalance", "Extreme class imbalance",
         "A tiny object and a prediction of 'nothing here' at 99% confidence. BCE is low "

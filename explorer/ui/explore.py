@@ -115,6 +115,7 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
     with settings_col, widgets.panel("Settings"):
         st.subheader("Loss settings")
         settings = widgets.settings_panel(classes, truth_labels)
+    revealed = False  # stays so if the numbers panel fails
     with numbers_col, widgets.panel("Numbers"):
         st.subheader("Numbers")
         revealed = numbers(truth, pred, settings)
@@ -125,6 +126,8 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
         else:
             st.info("Guess first: where will the gradient push p up, and where down? It "
                     "appears when you reveal the numbers.")
+    if not revealed:
+        return  # the tabs below would give the numbers away
     formula_tab, compare_tab, batch_tab, sweep_tab = st.tabs(
         ["Formula and counts", "Compare gradients", "Batch: per image vs whole batch",
          "Sweeps"], on_change="rerun", bind="query-params",
@@ -156,23 +159,22 @@ def _fingerprint(truth, pred, settings: Settings) -> str:
 
 def _guess(chosen, fingerprint: str) -> bool:
     """Predict, then reveal: True once the person has guessed for exactly this view."""
-    if st.session_state.get("_revealed") == fingerprint:
-        guess = st.session_state["_guess"]
-        off = abs(guess - chosen.value) if not math.isnan(chosen.value) else math.nan
-        (st.success if off <= 0.05 else st.warning)(
-            f"You guessed {guess:g}; it is {_shown(chosen.value)}"
-            + ("" if math.isnan(off) else f" (off by {off:.3f}).")
-            + " Change anything and you guess again.")
-        return True
-    with st.form("guess_form", border=True):
-        st.markdown(f"**Your guess: {chosen.label}** (losses here run from 0 to about 1; "
-                    "BCE and focal can be larger)")
-        guess = st.number_input("Guess", min_value=0.0, max_value=100.0, value=0.5, step=0.01,
-                                key="guess_value", label_visibility="collapsed")
-        if not st.form_submit_button("Reveal", type="primary"):
-            return False
-    st.session_state["_revealed"], st.session_state["_guess"] = fingerprint, float(guess)
-    st.rerun(scope="fragment")
+    if st.session_state.get("_revealed") != fingerprint:
+        with st.form("guess_form", border=True):
+            st.markdown(f"**Your guess: {chosen.label}** (losses here run from 0 to about 1; "
+                        "BCE and focal can be larger)")
+            guess = st.number_input("Guess", min_value=0.0, max_value=100.0, value=0.5,
+                                    step=0.01, key="guess_value", label_visibility="collapsed")
+            if not st.form_submit_button("Reveal", type="primary"):
+                return False
+        st.session_state["_revealed"], st.session_state["_guess"] = fingerprint, float(guess)
+    guess = st.session_state["_guess"]
+    off = abs(guess - chosen.value)  # NaN when the truth is 0/0: no "off by"
+    (st.success if off <= 0.05 else st.warning)(
+        f"You guessed {guess:g}; it is {_shown(chosen.value)}"
+        + ("." if math.isnan(off) else f" (off by {off:.3f}).")
+        + " Change anything and you guess again.")
+    return True
 
 
 def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> bool:

@@ -1,0 +1,272 @@
+"""Teaching and sharing: scenarios tell the story their paragraph promises, a link
+(query parameters) reopens the same view, guess-then-reveal hides and shows the numbers,
+presenter mode folds advanced controls, and the masks file round-trips."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer import losses, masks, scenarios
+from tests.test_app import APP, _run, table
+
+
+@pytest.fixture
+def at():
+    return _run(AppTest.from_file(APP, default_timeout=180))
+
+
+def _scenario(at, key):
+    at.sidebar.button(key=f"scenario_button_{key}").click()
+    return _run(at)
+
+
+def _chosen(at) -> str:
+    return at.metric[0].value
+
+
+# ----------------------------------------------------------------- library side
+
+
+def test_defaults_are_the_widgets_defaults(at):
+    """scenarios.DEFAULTS is where the widgets take their defaults from: a fresh page shows
+    exactly these values (so a scenario really starts from the opening view)."""
+    seen, changed = set(), set()
+    for change in ({}, {"prediction_source": "Shape"}, {"explore_tabs": scenarios.BATCH_TAB}):
+        for key, value in change.items():
+            at.session_state[key] = value
+        changed |= set(change)
+        _run(at)
+        for key, value in scenarios.DEFAULTS.items():
+            if key in at.session_state and key not in changed:
+                assert at.session_state[key] == value, key
+                seen.add(key)
+    assert seen == set(scenarios.DEFAULTS)
+
+
+def test_every_scenario_uses_known_controls():
+    for scenario in scenarios.SCENARIOS:
+        assert set(scenario.state) <= set(scenarios.DEFAULTS), scenario.key
+        assert len(scenario.text) > 80 and scenario.title
+    with pytest.raises(ValueError, match="unknown scenario 'nope'; there are perfect"):
+        scenarios.get("nope")
+
+
+def test_preview_follows_the_state():
+    truth, pred = scenarios.preview(scenarios.get("shifted"), 64)
+    assert truth.shape == pred.shape == (64, 64)
+    # 16 px at 256 is 4 px at 64: the prediction is the truth moved right by 4
+    np.testing.assert_array_equal(pred, masks.shift(truth, 0, 4))
+    truth, pred = scenarios.preview(scenarios.get("empty"))
+    assert truth.sum() == 0 and pred.sum() == 0
+    grown_truth, grown = scenarios.preview(scenarios.get("over_under"))
+    assert grown.sum() > grown_truth.sum() and np.all(grown[grown_truth > 0] > 0)
+    image = scenarios.thumbnail(scenarios.get("shifted"), 48)
+    assert image.shape == (48, 48, 3) and image.dtype == np.uint8
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) == 3  # background, fill, outline
+
+
+# ------------------------------------------------------ scenarios in the page
+
+
+def test_perfect_overlap_scores_zero(at):
+    _scenario(at, "perfect")
+    assert _chosen(at) == "0.000000"
+    values = table(at)
+    assert values["IoU (soft Jaccard index)"] == 1.0
+    assert values["BCE"] < 1e-6  # 1e-7 from the clipping: it prints as 0.000000
+
+
+def test_empty_scenario_is_undefined_and_explained(at):
+    _scenario(at, "empty")
+    assert _chosen(at) == "undefined (0/0)"
+    assert any("0/0" in w.value for w in at.warning)
+    at.number_input(key="smooth").set_value(1.0)
+    _run(at)
+    assert _chosen(at) == "0.000000"
+    at.number_input(key="smooth").set_value(0.0)
+    at.number_input(key="epsilon").set_value(1e-7)
+    _run(at)
+    assert _chosen(at) == "1.000000"
+
+
+def test_imbalance_bce_low_dice_bad(at):
+    _scenario(at, "imbalance")
+    values = table(at)
+    assert values["BCE"] < 0.05 and values["Dice loss"] > 0.95
+    # the chosen loss is BCE, and the number is the library's on the same masks
+    truth = masks.shape_mask("circle", 256, radius=0.03)
+    pred = masks.soften(np.zeros_like(truth), 2, confidence=0.99, blur_sigma=1.0)
+    expected = float(losses.binary_crossentropy(masks.to_batch(masks.one_hot(truth, 2)),
+                                                masks.to_batch(pred)))
+    assert at.metric[0].label == "BCE (chosen)"
+    assert float(_chosen(at)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_soft_labels_product_vs_l1(at):
+    _scenario(at, "soft_labels")
+    assert float(_chosen(at)) > 0.05
+    at.checkbox(key="soft_label").check()
+    _run(at)
+    assert float(_chosen(at)) == pytest.approx(0, abs=1e-6)
+
+
+def test_over_vs_under_segmentation(at):
+    _scenario(at, "over_under")
+    over = table(at)
+    at.slider(key="grow").set_value(-6)
+    _run(at)
+    under = table(at)
+    assert over["Tversky loss"] < over["Dice loss"]  # false positives are forgiven more
+    assert under["Tversky loss"] > under["Dice loss"]  # false negatives cost more
+
+
+def test_tiny_object_and_empty_image_batches(at):
+    _scenario(at, "tiny_missed")
+    assert at.session_state["explore_tabs"] == scenarios.BATCH_TAB
+    batch = {m.label: float(m.value) for m in at.metric[1:]}
+    per_image, whole = batch["Dice loss, per image (mean)"], batch["Dice loss, whole batch"]
+    assert per_image > whole + 0.01
+    _scenario(at, "batch_empty")
+    assert at.checkbox(key="batch_empty").value
+    assert any("both masks are empty" in i.value for i in at.info)
+
+
+def test_overconfident_logit_gradient(at):
+    _scenario(at, "overconfident")
+    assert at.radio(key="gradient_wrt").value == "∂L/∂logit"
+    assert at.session_state["confidence"] == 0.999
+
+
+def test_start_over_restores_the_scenario(at):
+    _scenario(at, "shifted")
+    first = _chosen(at)
+    at.slider(key="shift_x").set_value(-30)
+    _run(at)
+    assert _chosen(at) != first
+    at.button(key="scenario_reset").click()
+    _run(at)
+    assert _chosen(at) == first and at.slider(key="shift_x").value == 16
+
+
+# ------------------------------------------------------------------- links
+
+
+def test_a_link_reopens_the_view(at):
+    """A scenario plus two changed settings, written as the link the page would carry,
+    opens in a new session with the same controls and the same numbers."""
+    _scenario(at, "shifted")
+    at.number_input(key="smooth").set_value(0.01)
+    at.checkbox(key="per_image").uncheck()
+    _run(at)
+    shown = table(at)
+    link = {"scenario": "A shifted prediction", "shift_x": "16", "smooth": "0.01",
+            "per_image": "false"}
+    # the scenario's own changes are in the URL the page keeps (programmatic sets reach it)
+    assert {k: at.query_params[k] for k in ("scenario", "shift_x")} == {
+        k: link[k] for k in ("scenario", "shift_x")}
+    other = AppTest.from_file(APP, default_timeout=180)
+    other.query_params.update(link)
+    _run(other)
+    assert other.selectbox(key="scenario").value == "shifted"
+    assert other.number_input(key="smooth").value == 0.01
+    assert other.select_slider(key="smooth_grid").value == 0.01
+    assert not other.checkbox(key="per_image").value
+    assert table(other) == shown
+    assert any("A shifted prediction" in i.value for i in other.info)  # the paragraph
+
+
+def test_a_bad_link_says_what_was_not_used():
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params.update({"shift_x": "12", "shift_y": "999", "loss": "Nonsense loss"})
+    _run(at)
+    assert at.slider(key="shift_x").value == 12
+    assert at.slider(key="shift_y").value == 0
+    notice = " ".join(t.value for t in at.toast)
+    assert "shift_y=999" in notice and "loss=Nonsense loss" in notice
+    assert "shift_x" not in notice
+
+
+# -------------------------------------------------------- guess, then reveal
+
+
+def test_guess_then_reveal(at):
+    expected = _chosen(at)
+    at.sidebar.toggle(key="guess").set_value(True)
+    _run(at)
+    assert not at.metric and not at.table and not at.latex  # nothing to read off
+    assert any("Guess first" in i.value for i in at.info)  # the gradient waits too
+    at.number_input(key="guess_value").set_value(0.25)
+    at.button[[b.label for b in at.button].index("Reveal")].click()
+    _run(at)
+    assert _chosen(at) == expected
+    assert any(f"You guessed 0.25; it is {expected}" in s.value
+               for s in list(at.success) + list(at.warning))
+    at.slider(key="shift_x").set_value(20)  # a new view: guess again
+    _run(at)
+    assert not at.metric
+
+
+def test_presenter_mode_folds_advanced_controls(at):
+    assert not any("font-size: 20px" in h.proto.body for h in at.get("html"))
+    at.sidebar.toggle(key="presenter").set_value(True)
+    _run(at)
+    assert any("font-size: 20px" in h.proto.body for h in at.get("html"))
+    folded = [e for e in at.expander if e.label == "Noise and temperature"]
+    assert folded and {s.key for s in folded[0].slider} == {"noise", "temperature"}
+
+
+# ---------------------------------------------------------------- masks file
+
+
+def test_masks_file_round_trip_and_page():
+    truth = masks.shape_mask("square", 96, radius=0.2)
+    prob = masks.soften(masks.shift(truth, 3, 0), 2, confidence=0.8)[..., 0]
+    for prediction in (masks.shift(truth, 3, 0), prob):
+        got_truth, got_pred = masks.load_pair(masks.save_pair(truth, prediction))
+        np.testing.assert_array_equal(got_truth, truth)
+        np.testing.assert_allclose(got_pred, prediction, atol=1e-7)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["shared_masks"] = (truth, masks.shift(truth, 3, 0))
+    at.session_state["truth_source"] = at.session_state["prediction_source"] = "Masks file"
+    _run(at)
+    truth_b = masks.to_batch(masks.one_hot(truth, 2))
+    pred_b = masks.to_batch(masks.soften(masks.shift(masks.shift(truth, 3, 0), 0, 8), 2,
+                                         confidence=0.9, blur_sigma=1.0))
+    assert float(_chosen(at)) == pytest.approx(float(losses.dice_loss(truth_b, pred_b)),
+                                               abs=1e-6)
+
+
+def _npz(**arrays) -> bytes:
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"not a zip", "not one"),
+    (b"PK\x03\x04garbage", "damaged"),
+    (_npz(truth=np.zeros((4, 4), np.uint8)), "holds exactly truth.npy and prediction.npy"),
+    (_npz(truth=np.zeros((4, 4), np.uint8), prediction=np.zeros((5, 4), np.uint8)),
+     "must match"),
+    (_npz(truth=np.full((4, 4), 7, np.uint8), prediction=np.zeros((4, 4), np.uint8)),
+     "label 7"),
+    (_npz(truth=np.zeros((4, 4), np.uint8), prediction=np.full((4, 4), 0.5)),
+     "only a binary page"),
+    (_npz(truth=np.array([[object()]]), prediction=np.zeros((1, 1))), "never unpickled"),
+])
+def test_bad_masks_files(data, message):
+    num_classes = 3 if message == "only a binary page" else 2
+    with pytest.raises(masks.MaskError, match=message):
+        masks.load_pair(data, num_classes=num_classes)
+
+
+def test_masks_file_zip_bomb_is_refused():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("truth.npy", b"\0" * (masks.MAX_FILE_BYTES + 1))
+        archive.writestr("prediction.npy", b"\0")
+    with pytest.raises(masks.MaskError, match="unpacks to more than"):
+        masks.load_pair(out.getvalue())
