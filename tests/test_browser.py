@@ -165,3 +165,38 @@ def test_shift_slider_and_screenshot(page):
     page.set_viewport_size({"width": 1600, "height": min(max(int(height), 1200), 12_000)})
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
+
+
+def test_link_reopens_the_same_view(page, browser):
+    """Pick a scenario, change two settings, open the page's address in a new tab: same
+    controls, same numbers."""
+    _arm(page)
+    page.locator('[data-testid="stSidebar"]').get_by_role(
+        "button", name="A shifted prediction").click()
+    _wait_rerun(page)
+    page.wait_for_function("() => location.search.includes('shift_x=16')", timeout=30_000)
+    exact = page.get_by_label("smooth, exact")
+    exact.fill("0.01")
+    _arm(page)
+    exact.press("Enter")
+    _wait_rerun(page)
+    _arm(page)
+    page.locator('[data-testid="stCheckbox"]').filter(has_text="Per image").first.locator(
+        "label").click()
+    _wait_rerun(page)
+    page.wait_for_function("() => location.search.includes('per_image=false')"
+                           " && location.search.includes('smooth=0.01')", timeout=30_000)
+    link, shown = page.url, page.locator(METRIC).all_inner_texts()
+    other = browser.new_context(viewport={"width": 1600, "height": 1200}).new_page()
+    try:
+        other.set_default_timeout(60_000)
+        other.goto(link)
+        other.wait_for_selector(IDLE, timeout=120_000)
+        other.wait_for_selector(METRIC, timeout=120_000)
+        assert other.locator(METRIC).all_inner_texts() == shown
+        assert other.get_by_label("smooth, exact").input_value() == "0.01"
+        assert "Scenario: A shifted prediction" in other.locator(
+            '[data-testid="stAlert"]').first.inner_text()
+        _no_exception(other)
+    finally:
+        other.context.close()
