@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import traceback
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from explorer.settings import LOSS_LABELS, Settings
 LOG_GRID = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0,
             30.0, 100.0, 300.0, 1000.0)
 DEFAULTS = Settings()
+LOG = logging.getLogger("explorer")
 
 
 # every Explore control lives in the URL (a copied link reopens the view) and keeps its
@@ -61,6 +63,7 @@ def panel(name: str):
     try:
         yield
     except Exception as error:  # noqa: BLE001 - the boundary is the point
+        LOG.exception("panel %r failed", name)  # the server log keeps the traceback
         st.error(f"{name} could not be shown: {error}")
         with st.expander("Details"):
             st.code(traceback.format_exc())
