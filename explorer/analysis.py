@@ -163,3 +163,161 @@ def sweep_confidence(truth_labels, pred_labels, settings: Settings, loss_keys,
                 masks.soften(pred_labels, settings.num_classes, confidence=float(c))))
             for c in CONFIDENCE_GRID])
     return curves
+
+
+# -------------------------------------------------------------- Lovász step-through
+
+MAX_STEP_PIXELS = 64 * 64  # the step-through lists every pixel: small masks only
+LOVASZ_KINDS = ("hinge", "softmax")
+
+
+def _index(name: str, value, count: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not 0 <= value < count:
+        raise ValueError(f"{name} must be an integer from 0 to {count - 1}, got {value!r}")
+    return int(value)
+
+
+def _image_batch(name: str, array) -> np.ndarray:
+    a = np.asarray(array, dtype=np.float64)
+    if a.ndim != 4:
+        raise ValueError(f"{name} must be a batch of 2-D images [B, H, W, C], got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} must hold at least one pixel, got shape {a.shape}")
+    return a
+
+
+def lovasz_steps(truth, pred, *, kind: str = "hinge", channel: int = 0, image: int = 0) -> dict:
+    """The Lovász hinge / Lovász-Softmax of one image, pixel by pixel, for teaching.
+
+    ``truth`` and ``pred`` are ``[B, H, W, C]`` (``pred`` probabilities); the step-through
+    is for image ``image`` and, with ``kind="softmax"``, class ``channel``. Everything is
+    computed in float64. The error of a pixel is
+
+    * hinge (binary, ``C = 1``): ``e = 1 - z (2g - 1)`` on the logit ``z = log p - log1p(-p)``
+      of ``p`` clipped to ``[1e-7, 1 - 1e-7]`` (:func:`explorer.gradients.probabilities_to_logits`);
+    * softmax: ``e = |g_c - p_c|`` for class ``c = channel``.
+
+    The errors are sorted in decreasing order (stable: equal errors keep pixel order, as
+    ``tf.argsort`` in the library does). Taking the first ``k`` pixels in that order means
+    "these k pixels are wrong": with ``G = sum g``, the Jaccard loss of that mask is
+    ``J_k = 1 - (G - sum_{j<=k} g_j) / (G + sum_{j<=k} (1 - g_j))`` (``running_jaccard``).
+    The weights ``w_k = J_k - J_{k-1}`` (``J_0 = 0``) are the gradient of the Lovász
+    extension; the loss is ``sum_k relu(e_k) w_k``. All pixels taken is the all-wrong mask,
+    whose Jaccard loss is 1, so the weights always sum to 1 (empty truth included: then
+    the first weight is 1 and the others 0).
+
+    Which library number ``loss`` equals (``library_loss`` is that number, computed by
+    :func:`explorer.gradients.loss_and_gradient`):
+
+    * hinge: ``losses.lovasz_hinge`` of this one image (per_image makes no difference for
+      one image; over the batch, ``per_image=True`` is the mean of the images' losses).
+      ``gradient`` is ``dloss/dz`` per pixel (w.r.t. the logits).
+    * softmax: the term of class ``channel``, i.e. ``losses.lovasz_softmax`` of this image
+      with only that channel (``truth[image:image+1, ..., c:c+1]``) and ``classes="all"``.
+      ``lovasz_softmax`` of the image is the mean of these terms over the classes it counts
+      (all ``C`` with ``classes="all"``; those present in the truth with ``"present"``).
+      ``gradient`` is ``dterm/dp_c``; the term depends on no other channel, so the full
+      loss's gradient w.r.t. ``p_c`` is this divided by the number of counted classes.
+
+    Returns a dict. In sorted order (length ``H*W``): ``order`` (flat pixel index
+    ``row * W + col``), ``rows``, ``cols`` (int64), and float64 ``errors``, ``truth`` (g of
+    the pixel), ``prob`` (p of the pixel), ``running_jaccard``, ``weights``,
+    ``contribution`` (``relu(e) w``), ``cumulative_loss``. Also ``loss`` and
+    ``library_loss`` (floats), ``gradient`` (``[H, W]``), ``shape`` (``(H, W)``), ``kind``,
+    ``channel``, ``image``, ``wrt`` (a label for the gradient) and ``reference`` (the
+    library call ``loss`` equals, in words).
+
+    Raises ``ValueError`` for a bad kind, channel or image, the hinge on several channels,
+    and images over :data:`MAX_STEP_PIXELS` pixels (use :func:`small_pair` first).
+    """
+    if kind not in LOVASZ_KINDS:
+        raise ValueError(f"kind must be 'hinge' or 'softmax', got {kind!r}")
+    g_all, p_all = _image_batch("truth", truth), _image_batch("pred", pred)
+    losses.prepare_inputs(g_all, p_all)  # shapes, NaN and [0, 1] checks with the usual messages
+    batch, height, width, channels = g_all.shape
+    image = _index("image", image, batch)
+    if kind == "hinge" and channels != 1:
+        raise ValueError(f"the Lovász hinge is binary: it needs 1 channel, got {channels} "
+                         "(use kind='softmax' for several classes)")
+    channel = _index("channel", channel, channels)
+    if height * width > MAX_STEP_PIXELS:
+        raise ValueError(f"the step-through lists every pixel, so it takes at most "
+                         f"{MAX_STEP_PIXELS} pixels (64 x 64); this image has {height} x {width}"
+                         f" = {height * width}: downsample it first (analysis.small_pair)")
+    g = g_all[image:image + 1, ..., channel:channel + 1]
+    p = p_all[image:image + 1, ..., channel:channel + 1]
+    if kind == "hinge":
+        z = gradients.probabilities_to_logits(p)  # the same logits loss_and_gradient uses
+        errors = 1 - z * (2 * g - 1)
+        name, keywords, wrt = "lovasz_hinge", {"per_image": True}, "logits"
+        wrt_label, reference = "∂L/∂z", f"lovasz_hinge of image {image}"
+    else:
+        errors = np.abs(g - p)
+        name, keywords, wrt = "lovasz_softmax", {"classes": "all", "per_image": True}, \
+            "probabilities"
+        wrt_label = f"∂L/∂p{channel}"
+        reference = (f"lovasz_softmax(classes='all') of image {image} with only channel "
+                     f"{channel}: that class's term")
+    library_loss, gradient = gradients.loss_and_gradient(name, g, p, wrt=wrt, **keywords)
+
+    errors, fg, prob = errors.ravel(), g.ravel(), p.ravel()
+    order = np.argsort(-errors, kind="stable")  # = tf.argsort DESCENDING (top_k) on ties
+    fg_sorted = fg[order]
+    total = fg.sum()
+    running = 1 - (total - np.cumsum(fg_sorted)) / (total + np.cumsum(1 - fg_sorted))
+    weights = np.diff(running, prepend=0.0)
+    contribution = np.maximum(errors[order], 0) * weights
+    cumulative = np.cumsum(contribution)
+    rows, cols = np.divmod(order, width)
+    return {
+        "order": order.astype(np.int64), "rows": rows.astype(np.int64),
+        "cols": cols.astype(np.int64), "errors": errors[order], "truth": fg_sorted,
+        "prob": prob[order], "running_jaccard": running, "weights": weights,
+        "contribution": contribution, "cumulative_loss": cumulative,
+        "loss": float(cumulative[-1]), "library_loss": library_loss,
+        "gradient": gradient[0, ..., 0].astype(np.float64), "shape": (height, width),
+        "kind": kind, "channel": channel, "image": image, "wrt": wrt_label,
+        "reference": reference,
+    }
+
+
+def _area_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """[size_out, size_in] weights averaging input pixels over each output pixel's span
+    (exact area averaging, also for sizes that do not divide); rows sum to 1."""
+    edges = np.arange(size_out + 1) * (size_in / size_out)
+    start = np.arange(size_in)
+    overlap = (np.minimum(start + 1, edges[1:, None]) - np.maximum(start, edges[:-1, None]))
+    return np.clip(overlap, 0, None) / (size_in / size_out)
+
+
+def small_pair(truth, pred, side: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """A ``[B, H, W, C]`` truth/prediction pair shrunk for the Lovász step-through.
+
+    The longer image side becomes ``side`` pixels and the other keeps the aspect ratio
+    (a square image gives ``side x side``); an image already that small is returned as
+    is (never upsampled). Each new pixel is the area average of the old pixels it covers
+    (exact, also when the sizes do not divide), for the probabilities and the truth.
+    A hard truth (only 0 and 1) stays hard: one channel is foreground where over half of
+    the area was foreground (exactly half: background); several channels take the class
+    with the largest area (ties: the lower class index), one-hot. A soft truth keeps its
+    area averages. Returns float64 arrays.
+    """
+    if isinstance(side, (bool, np.bool_)) or not isinstance(side, (int, np.integer)) \
+            or not 1 <= side <= 64:
+        raise ValueError(f"side must be an integer from 1 to 64 (the step-through takes at "
+                         f"most 64 x 64 pixels), got {side!r}")
+    g, p = _image_batch("truth", truth), _image_batch("pred", pred)
+    losses.prepare_inputs(g, p)
+    height, width = g.shape[1:3]
+    scale = min(1.0, side / max(height, width))
+    out_h, out_w = max(1, round(height * scale)), max(1, round(width * scale))
+    rows, cols = _area_matrix(height, out_h), _area_matrix(width, out_w)
+    g_small, p_small = (np.einsum("ih,bhwc,jw->bijc", rows, a, cols, optimize=True)
+                        for a in (g, p))
+    if np.all((g == 0) | (g == 1)):
+        if g.shape[-1] == 1:
+            g_small = (g_small > 0.5).astype(np.float64)
+        else:
+            g_small = np.eye(g.shape[-1])[g_small.argmax(-1)]
+    return g_small, p_small

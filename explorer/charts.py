@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from explorer.masks import CLASS_COLORS
 
@@ -232,3 +233,162 @@ def overlay_rgb(labels, num_classes: int) -> np.ndarray:
     palette = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)]
                         for c in CLASS_COLORS[:num_classes]], dtype=np.uint8)
     return palette[np.clip(np.asarray(labels), 0, num_classes - 1)]
+
+
+# ------------------------------------------------------------ Lovász step-through
+
+LOVASZ_HEIGHT = 560
+TAKEN_OPACITY, WAITING_OPACITY = 1.0, 0.3
+FG_COLOR = CLASS_COLORS[1]
+# pixel categories of the step-through mask: background / foreground, waiting / taken
+_PIXEL_COLORS = ("#e9ecef", "#ffd8a8", BACKGROUND_BAR, FG_COLOR)
+
+
+def _lovasz_step(steps: dict, step) -> int:
+    n = len(steps["order"])
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) \
+            or not 0 <= step < n:
+        raise ValueError(f"step must be an integer from 0 to {n - 1} (the 0-based rank of the "
+                         f"last pixel taken), got {step!r}")
+    return int(step)
+
+
+def _lovasz_hover(steps: dict) -> tuple[np.ndarray, str]:
+    """Per sorted pixel: (row, col, truth, p, error, weight, contribution) and a template."""
+    data = np.stack([steps[k] for k in ("rows", "cols", "truth", "prob", "errors", "weights",
+                                        "contribution")], -1).astype(np.float32)
+    template = ("pixel (row %{customdata[0]}, col %{customdata[1]})<br>"
+                "truth %{customdata[2]:.3~g}, p %{customdata[3]:.4f}<br>"
+                "error %{customdata[4]:.4f}<br>weight %{customdata[5]:.4f}<br>"
+                "contribution %{customdata[6]:.4f}")
+    return data, template
+
+
+def lovasz_figure(steps: dict, *, step: int, title: str = "") -> go.Figure:
+    """The Lovász step-through of :func:`explorer.analysis.lovasz_steps` over the rank in
+    sorted order (x, 0 = largest error), in three stacked panels:
+
+    1. the sorted errors as bars, orange where the pixel is truth foreground (g >= 0.5),
+       grey where background (traces "error (truth fg)" and "error (truth bg)");
+    2. the weights w_k = J_k - J_{k-1} (bars, left axis) and the running Jaccard loss
+       J_k (line, right axis);
+    3. each pixel's contribution relu(e)·w (bars, left axis) and the cumulative loss
+       (line, right axis).
+
+    The lines have their own axis because the bars are far smaller (the weights sum to 1).
+
+    Pixels with rank <= ``step`` are taken: full colour, the rest faded. A dashed line
+    marks ``step`` in every panel and a "current step" marker sits on the error, the
+    running Jaccard and the cumulative loss. Hover gives the pixel's (row, col), truth,
+    p, error, weight and contribution.
+    """
+    step = _lovasz_step(steps, step)
+    n = len(steps["order"])
+    rank = np.arange(n)
+    taken = np.where(rank <= step, TAKEN_OPACITY, WAITING_OPACITY)
+    data, hover = _lovasz_hover(steps)
+    fg = np.asarray(steps["truth"]) >= 0.5
+
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        row_heights=[0.4, 0.3, 0.3],
+                        specs=[[{}], [{"secondary_y": True}], [{"secondary_y": True}]],
+                        subplot_titles=("errors, sorted (largest first)",
+                                        "weights = steps of the running Jaccard loss",
+                                        "contribution relu(error)·weight and loss so far"))
+
+    def bars(name, y, color, where=slice(None), row=1):
+        fig.add_trace(go.Bar(
+            x=rank[where], y=np.asarray(y, np.float64)[where], name=name,
+            marker=dict(color=color, opacity=taken[where], line=dict(width=0)),
+            customdata=data[where], hovertemplate=f"rank %{{x}}<br>{hover}<extra>{name}</extra>"),
+            row=row, col=1)
+
+    def line(name, y, color, row):
+        fig.add_trace(go.Scatter(
+            x=rank, y=np.asarray(y, np.float64), name=name, mode="lines",
+            line=dict(color=color, width=2, shape="hv"),
+            hovertemplate=f"rank %{{x}}: {name} %{{y:.4f}}<extra></extra>"),
+            row=row, col=1, secondary_y=True)  # drawn over the bars, on its own axis
+
+    bars("error (truth fg)", steps["errors"], FG_COLOR, fg)
+    bars("error (truth bg)", steps["errors"], BACKGROUND_BAR, ~fg)
+    bars("weight", steps["weights"], CLASS_COLORS[2], row=2)
+    line("running Jaccard", steps["running_jaccard"], "#212529", 2)
+    bars("contribution", steps["contribution"], CLASS_COLORS[3], row=3)
+    line("cumulative loss", steps["cumulative_loss"], "#212529", 3)
+    for row, key in ((1, "errors"), (2, "running_jaccard"), (3, "cumulative_loss")):
+        fig.add_trace(go.Scatter(
+            x=[step], y=[float(steps[key][step])], mode="markers", name="current step",
+            legendgroup="current step", showlegend=row == 1,
+            marker=dict(symbol="diamond", size=11, color="#f2c200",
+                        line=dict(color="black", width=1)),
+            customdata=data[step:step + 1],
+            hovertemplate=f"step %{{x}} (current)<br>{hover}<extra></extra>"),
+            row=row, col=1, secondary_y=True if row > 1 else None)
+    fig.add_vline(x=step, row="all", col=1, line=dict(color="grey", dash="dash", width=1))
+
+    summary = (f"step {step}: pixel (row {steps['rows'][step]}, col {steps['cols'][step]}) "
+               f"taken · loss so far {steps['cumulative_loss'][step]:.4f} "
+               f"of {steps['loss']:.4f}")
+    fig.update_layout(
+        title=f"{title}<br><sup>{summary}</sup>" if title else summary,
+        height=LOVASZ_HEIGHT, margin=dict(MARGIN, t=80), bargap=0.05, barmode="overlay",
+        legend=dict(orientation="h", y=-0.12, yanchor="top"))
+    fig.update_yaxes(title_text="error", row=1, col=1)
+    fig.update_yaxes(title_text="weight", row=2, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="Jaccard", row=2, col=1, secondary_y=True, range=[0, 1.05],
+                     dtick=0.25, showgrid=False)
+    fig.update_yaxes(title_text="contribution", row=3, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="loss so far", row=3, col=1, secondary_y=True,
+                     rangemode="tozero", tickformat=".2f", showgrid=False)
+    fig.update_xaxes(title_text="rank in sorted order (0 = largest error)", row=3, col=1)
+    return fig
+
+
+def lovasz_pixels_figure(steps: dict, shape, *, step: int, title: str = "",
+                         height: int = IMAGE_HEIGHT) -> go.Figure:
+    """The small mask of the step-through: each pixel shows its rank in the sorted order
+    (0 = largest error; written on the pixel when the cells are big enough to read,
+    always in the hover), coloured by truth (orange foreground, grey background), faded
+    until taken (rank <= ``step``). A black square frames the current pixel (rank
+    ``step``), a blue one the next; the truth outline is drawn in black.
+    """
+    step = _lovasz_step(steps, step)
+    n = len(steps["order"])
+    if len(shape) != 2 or int(shape[0]) * int(shape[1]) != n:
+        raise ValueError(f"shape must be the (H, W) of the steps' {n} pixels, got {shape!r}")
+    height_px, width_px = int(shape[0]), int(shape[1])
+
+    def as_image(sorted_values):  # sorted order back to the pixel grid
+        values = np.asarray(sorted_values)
+        grid = np.empty_like(values)
+        grid[steps["order"]] = values
+        return grid.reshape(height_px, width_px, *values.shape[1:])
+
+    rank = as_image(np.arange(n))
+    fg = as_image(np.asarray(steps["truth"]) >= 0.5)
+    category = fg.astype(np.uint8) + 2 * (rank <= step)
+    data, hover = _lovasz_hover(steps)
+    # per pixel: the hover columns of its sorted entry, then its rank (column 7)
+    custom = np.concatenate([as_image(data), rank[..., None]], -1)
+    scale = []
+    for k, color in enumerate(_PIXEL_COLORS):  # value k -> its colour (zmin 0, zmax 3)
+        scale += [[max(0.0, (k - 0.5) / 3), color], [min(1.0, (k + 0.5) / 3), color]]
+    cell = (height - 60) / max(height_px, width_px)  # pixels per cell on screen, about
+    font = min(12, int(cell / (0.65 * len(str(n - 1)))))
+    text = dict(text=rank.astype(str), texttemplate="%{text}", textfont=dict(size=font)) \
+        if font >= 6 else {}  # too small to read: the hover still gives the rank
+    heat = go.Heatmap(z=category, x=np.arange(width_px), y=np.arange(height_px), zmin=0,
+                      zmax=3, colorscale=scale, showscale=False, customdata=custom,
+                      hovertemplate=f"rank %{{customdata[7]}}<br>{hover}<extra></extra>",
+                      **text)
+    fig = _image_figure([heat, _outline_trace(fg.astype(np.uint8), 1, "black")], title)
+    frames = [("current pixel", step, "black")]
+    if step + 1 < n:
+        frames.append(("next pixel", step + 1, CLASS_COLORS[2]))
+    for name, k, color in frames:
+        r, c = int(steps["rows"][k]), int(steps["cols"][k])
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
+                      name=name, line=dict(color=color, width=3))
+    fig.update_layout(height=height)
+    return fig
