@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 import tensorflow as tf
 
-from explorer import analysis, charts, gradients, losses, masks
+from explorer import analysis, charts, conventions, gradients, losses, masks
 from explorer.scenarios import DEFAULTS
 from explorer.settings import LOSS_LABELS, Settings
 from explorer.ui import mask_inputs, teach, widgets
@@ -128,10 +128,11 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
                     "appears when you reveal the numbers.")
     if not revealed:
         return  # the tabs below would give the numbers away
-    formula_tab, compare_tab, batch_tab, sweep_tab = st.tabs(
+    (formula_tab, compare_tab, batch_tab, sweep_tab, libraries_tab, lovasz_tab,
+     code_tab) = st.tabs(
         ["Formula and counts", "Compare gradients", "Batch: per image vs whole batch",
-         "Sweeps"], on_change="rerun", bind="query-params",
-        key="explore_tabs")
+         "Sweeps", "Other libraries", "Lovász step by step", "Code"], on_change="rerun",
+        bind="query-params", key="explore_tabs")
     if formula_tab.open:
         with formula_tab, widgets.panel("Formula"):
             formula_panel(truth, pred, settings)
@@ -144,6 +145,15 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
     if sweep_tab.open:
         with sweep_tab, widgets.panel("Sweeps"):
             sweep_panel(truth_labels, truth, pred, settings, edits)
+    if libraries_tab.open:
+        with libraries_tab, widgets.panel("Other libraries"):
+            libraries_panel(truth, pred, settings)
+    if lovasz_tab.open:
+        with lovasz_tab, widgets.panel("Lovász step by step"):
+            lovasz_panel(truth, pred, settings)
+    if code_tab.open:
+        with code_tab, widgets.panel("Code"):
+            code_panel(truth, pred, settings)
 
 
 def _shown(value: float) -> str:
@@ -360,3 +370,69 @@ def _hard_labels(pred: np.ndarray, settings: Settings):
     if p.shape[-1] == 1:
         return (p[..., 0] >= 0.5).astype(np.int32)
     return p.argmax(-1).astype(np.int32)
+
+
+def libraries_panel(truth, pred, settings: Settings) -> None:
+    """These masks scored as each library defines its Dice loss, and why they differ."""
+    rows = conventions.translate(truth, pred, ours=settings.dice_keywords())
+    st.caption("The same masks, the Dice loss as each library defines it, every number "
+               "computed by `explorer.losses` with the library's settings mapped to ours.")
+    st.table(pd.DataFrame({
+        "library": [r.library for r in rows],
+        "Dice loss": [_shown(r.value) for r in rows],
+        "why it differs": [r.why for r in rows],
+    }).set_index("library"))
+    with st.expander("Formulas, calls and mapped settings", expanded=not teach.presenting()):
+        for row in rows:
+            st.markdown(f"**{row.library}** · `{row.call}` → {_shown(row.value)}")
+            st.latex(row.formula)
+            st.caption("In our terms: " + ", ".join(f"{k} = {v}" for k, v in row.mapped.items()))
+
+
+CODE_FRAMEWORKS = {"tensorflow": "TensorFlow / Keras", "pytorch": "PyTorch"}
+
+
+def code_panel(truth, pred, settings: Settings) -> None:
+    """Self-contained code for the chosen loss with these settings, to paste anywhere."""
+    framework = st.radio("Framework", list(CODE_FRAMEWORKS), format_func=CODE_FRAMEWORKS.get,
+                         horizontal=True, **SHARE, key="code_framework")
+    name = settings.loss_name()
+    value = gradients.loss_value(name, truth, pred, **settings.keywords())
+    st.caption(f"`loss_fn(y_true, y_pred)` on channels-last probabilities reproduces "
+               f"{LOSS_LABELS[settings.loss]} = {_shown(value)} on these masks. The copy "
+               "button is at the code's top right.")
+    from explorer import codegen  # TEMP until codegen lands
+
+    st.code(codegen.snippet(framework, loss=name, **settings.keywords()), language="python")
+
+
+def lovasz_panel(truth, pred, settings: Settings) -> None:
+    """The Lovász extension on a small copy of the masks, one sorted pixel at a time."""
+    c1, c2, c3 = st.columns(3)
+    side = c1.select_slider("Small mask side (px)", [6, 8, 12, 16, 24], value=12, **SHARE,
+                            key="lovasz_side",
+                            help="The masks area-averaged down; the truth stays hard.")
+    binary = settings.num_classes == 2
+    channel = 0 if binary else c2.selectbox("Class", list(range(settings.num_classes)),
+                                            index=1, **SHARE, key="lovasz_class")
+    small_truth, small_pred = analysis.small_pair(truth, pred, side=side)
+    steps = analysis.lovasz_steps(small_truth, small_pred, kind="hinge" if binary else "softmax",
+                                  channel=channel)
+    count = len(steps["errors"])
+    step = c3.slider("Step (pixels taken, largest error first)", 1, count, count, **SHARE,
+                     key="lovasz_step") - 1
+    st.caption(
+        ("Hinge errors 1 − z·(2g − 1) on the logits z" if binary else
+         f"Errors |g − p| of class {channel}")
+        + ", sorted from the largest. Taking pixels in that order, the running Jaccard loss "
+        "rises; each pixel's weight is how much it rose, and the loss is Σ relu(error)·weight. "
+        f"Here it is {steps['loss']:.6f} ({steps['reference']}).")
+    st.plotly_chart(charts.lovasz_figure(steps, step=step), key="lovasz_steps")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.lovasz_pixels_figure(steps, steps["shape"], step=step,
+                                                  title="Order in which pixels are taken"),
+                      key="lovasz_pixels")
+    right.plotly_chart(charts.gradient_figure(
+        steps["gradient"], prob=small_pred[0, ..., channel],
+        truth_fg=small_truth[0, ..., channel] > 0.5, wrt_label=steps["wrt"],
+        title="The resulting gradient"), key="lovasz_gradient")
