@@ -1,0 +1,229 @@
+"""Classroom load test: N browser sessions on one server, all moving sliders at once.
+
+Run it as ``python -m explorer.bench_load [--sessions 10] [--rounds 6] [--no-training]``.
+It starts ``streamlit run app.py`` on a free loopback port and opens headless Chromium:
+
+1. ``idle``: one session alone moves its sliders (the baseline).
+2. ``N sessions``: N sessions (separate browser contexts, so separate Streamlit sessions)
+   load the page, half of them draw a stroke on the truth canvas, then in each round every
+   session presses a key on a slider at the same moment, alternating the ``smooth`` slider
+   (a fragment rerun) and ``Shift x`` (a full rerun).
+3. ``N sessions + training``: the same while one more session runs a training job.
+
+A rerun is timed inside each page, from the keydown to two animation frames after its run
+finished (the same in-page clock as ``explorer.bench_browser``). It prints a table: reruns,
+median, p95 and max in ms, ratio of the median to the idle median, page exceptions or failed
+panels, and the server's memory (RSS of the server and its child processes, peak). Bounded:
+``--max-seconds`` stops it. Nothing is asserted; this is a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from explorer.bench_browser import (ARM_JS, CHROMIUM_ARGS, DONE_JS, ELAPSED_JS, IDLE, REPO,
+                                    WS_JS, chromium_path, percentile, settle, start_server,
+                                    stop_server)
+
+METRIC = '[data-testid="stMetricValue"]'
+SLIDERS = ("smooth", "Shift x (px)")  # a fragment rerun, a full rerun
+FAILED = ('[data-testid="stException"], [data-testid="stAlertContentError"]:has-text('
+          '"could not be shown")')
+
+
+@dataclass
+class Phase:
+    name: str
+    times: list[float]
+    errors: int
+    rss_mb: float
+
+    def row(self, idle_median: float) -> str:
+        median = statistics.median(self.times) if self.times else float("nan")
+        p95 = percentile(self.times, 0.95) if self.times else float("nan")
+        top = max(self.times) if self.times else float("nan")
+        return (f"| {self.name:<24} | {len(self.times):>6} | {median:>7.0f} | {p95:>7.0f} | "
+                f"{top:>7.0f} | {median / idle_median:>5.2f} | {self.errors:>6} | "
+                f"{self.rss_mb:>8.0f} |")
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (Linux /proc), in MB."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def open_session(browser, url: str):
+    context = browser.new_context(viewport={"width": 1600, "height": 1200})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.add_init_script(WS_JS)
+    page.goto(url, wait_until="commit")
+    return page
+
+
+def wait_loaded(page) -> None:
+    page.wait_for_selector(IDLE, timeout=180_000)
+    page.wait_for_selector(METRIC, timeout=180_000)
+
+
+def draw_stroke(page) -> None:
+    """Switch the truth to the canvas and draw one horizontal stroke."""
+    page.locator('[data-testid="stRadio"]').first.get_by_text("Draw", exact=True).click()
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(state="visible", timeout=120_000)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.2, y)
+    page.mouse.down()
+    for i in range(1, 9):
+        page.mouse.move(box["x"] + box["width"] * (0.2 + 0.07 * i), y, steps=2)
+    page.mouse.up()
+
+
+def thumb(page, label: str):
+    return page.locator(f'[data-testid="stSlider"] input[type="range"][aria-label="{label}"]'
+                        ).first
+
+
+def press_all(pages, label: str, direction: dict) -> None:
+    """Press an arrow key on the same slider in every page, back to back (a burst)."""
+    for page in pages:
+        slider = thumb(page, label)
+        value = float(slider.input_value())
+        key = (page, label)
+        if value >= float(slider.get_attribute("max")):
+            direction[key] = "ArrowLeft"
+        elif value <= float(slider.get_attribute("min")):
+            direction[key] = "ArrowRight"
+        slider.focus()
+        page.evaluate(ARM_JS)
+        page.keyboard.press(direction.setdefault(key, "ArrowRight"))
+
+
+def collect(pages) -> list[float]:
+    times = []
+    for page in pages:
+        page.wait_for_function(DONE_JS, timeout=120_000, polling=20)
+        times.append(float(page.evaluate(ELAPSED_JS)))
+        page.wait_for_selector(IDLE)
+    return times
+
+
+def run_rounds(pages, rounds: int, server_pid: int, deadline: float) -> tuple[list[float], float]:
+    direction: dict = {}
+    times, peak = [], tree_rss_mb(server_pid)
+    for page in pages:
+        for label in SLIDERS:
+            thumb(page, label).wait_for(state="attached", timeout=120_000)
+        settle(page)
+    press_all(pages, SLIDERS[0], direction)  # warm-up burst, untimed
+    collect(pages)
+    for i in range(rounds):
+        if time.monotonic() > deadline:
+            print(f"stopped after {i} rounds: --max-seconds reached", file=sys.stderr)
+            break
+        press_all(pages, SLIDERS[i % 2], direction)
+        times += collect(pages)
+        peak = max(peak, tree_rss_mb(server_pid))
+    return times, peak
+
+
+def errors_on(pages) -> int:
+    return sum(page.locator(FAILED).count() for page in pages)
+
+
+def start_training(browser, url: str):
+    page = open_session(browser, url)
+    wait_loaded(page)
+    page.get_by_role("tab", name="Train").click()
+    start = page.get_by_role("button", name="Start")
+    start.wait_for(timeout=120_000)
+    settle(page)
+    start.click()
+    page.get_by_text("Epoch", exact=False).first.wait_for(timeout=180_000)
+    return page
+
+
+def measure(sessions: int, rounds: int, training: bool, max_seconds: float) -> list[Phase]:
+    from playwright.sync_api import sync_playwright
+
+    chromium = chromium_path()
+    if chromium is None:
+        raise RuntimeError("chromium is not installed (apt-get install -y chromium)")
+    deadline = time.monotonic() + max_seconds
+    proc, url = start_server(REPO / "app.py", REPO)
+    phases = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            alone = open_session(browser, url)
+            wait_loaded(alone)
+            times, rss = run_rounds([alone], max(rounds, 6), proc.pid, deadline)
+            phases.append(Phase("idle (1 session)", times, errors_on([alone]), rss))
+            alone.context.close()
+
+            pages = [open_session(browser, url) for _ in range(sessions)]  # all at once
+            for page in pages:
+                wait_loaded(page)
+            for page in pages[::2]:
+                draw_stroke(page)
+            times, rss = run_rounds(pages, rounds, proc.pid, deadline)
+            phases.append(Phase(f"{sessions} sessions", times, errors_on(pages), rss))
+            if training:
+                trainer = start_training(browser, url)
+                times, rss = run_rounds(pages, rounds, proc.pid, deadline)
+                phases.append(Phase(f"{sessions} sessions + training", times,
+                                    errors_on(pages + [trainer]), rss))
+            browser.close()
+    finally:
+        stop_server(proc)
+    return phases
+
+
+def main(argv: list[str] | None = None) -> list[Phase]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--no-training", action="store_true")
+    parser.add_argument("--max-seconds", type=float, default=600)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    phases = measure(args.sessions, args.rounds, not args.no_training, args.max_seconds)
+    idle = statistics.median(phases[0].times)
+    print(f"machine: {os.cpu_count()} cores; {args.sessions} sessions, {args.rounds} rounds "
+          f"(sliders {' / '.join(SLIDERS)} alternately, every session at once)")
+    print("| phase                    | reruns |  median |     p95 |     max | ratio | errors "
+          "| RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for phase in phases:
+        print(phase.row(idle))
+    return phases
+
+
+if __name__ == "__main__":
+    main()
