@@ -5,9 +5,10 @@ It starts ``streamlit run app.py`` on a free loopback port and opens headless Ch
 
 1. ``idle``: one session alone moves its sliders (the baseline).
 2. ``N sessions``: N sessions (separate browser contexts, so separate Streamlit sessions)
-   load the page, half of them draw a stroke on the truth canvas, then in each round every
-   session presses a key on a slider at the same moment, alternating the ``smooth`` slider
-   (a fragment rerun) and ``Shift x`` (a full rerun).
+   load the page together, half of them draw a stroke on the truth canvas, then each moves
+   a slider, waits a random 0.5–3 s after its page has updated (a person looking), and moves
+   again, alternating the ``smooth`` slider (a fragment rerun) and ``Shift x`` (a full
+   rerun). ``--burst`` instead has every session press at the same moment (the worst case).
 3. ``N sessions + training``: the same while one more session runs a training job.
 
 A rerun is timed inside each page, from the keydown to two animation frames after its run
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
@@ -110,46 +112,59 @@ def thumb(page, label: str):
                         ).first
 
 
-def press_all(pages, label: str, direction: dict) -> None:
-    """Press an arrow key on the same slider in every page, back to back (a burst)."""
-    for page in pages:
-        slider = thumb(page, label)
-        value = float(slider.input_value())
-        key = (page, label)
-        if value >= float(slider.get_attribute("max")):
-            direction[key] = "ArrowLeft"
-        elif value <= float(slider.get_attribute("min")):
-            direction[key] = "ArrowRight"
-        slider.focus()
-        page.evaluate(ARM_JS)
-        page.keyboard.press(direction.setdefault(key, "ArrowRight"))
+def press(page, label: str, direction: dict) -> None:
+    """Arm the in-page clock and press an arrow key on a slider (turning at its ends)."""
+    slider = thumb(page, label)
+    value = float(slider.input_value())
+    key = (id(page), label)
+    if value >= float(slider.get_attribute("max")):
+        direction[key] = "ArrowLeft"
+    elif value <= float(slider.get_attribute("min")):
+        direction[key] = "ArrowRight"
+    slider.focus()
+    page.evaluate(ARM_JS)
+    page.keyboard.press(direction.setdefault(key, "ArrowRight"))
 
 
-def collect(pages) -> list[float]:
-    times = []
-    for page in pages:
-        page.wait_for_function(DONE_JS, timeout=120_000, polling=20)
-        times.append(float(page.evaluate(ELAPSED_JS)))
-        page.wait_for_selector(IDLE)
-    return times
-
-
-def run_rounds(pages, rounds: int, server_pid: int, deadline: float) -> tuple[list[float], float]:
+def run_rounds(pages, rounds: int, server_pid: int, deadline: float, *, burst: bool,
+               think: tuple[float, float] = (0.5, 3.0), seed: int = 0):
+    """Every session makes ``rounds`` slider moves, alternating the two sliders. With
+    ``burst`` all sessions press at the same moment each round (the worst case); otherwise
+    each waits a random think time after its last rerun finished (a class at work)."""
+    rng = random.Random(seed)
     direction: dict = {}
     times, peak = [], tree_rss_mb(server_pid)
     for page in pages:
         for label in SLIDERS:
             thumb(page, label).wait_for(state="attached", timeout=120_000)
         settle(page)
-    press_all(pages, SLIDERS[0], direction)  # warm-up burst, untimed
-    collect(pages)
-    for i in range(rounds):
+    for page in pages:  # one untimed warm-up move each
+        press(page, SLIDERS[0], direction)
+    for page in pages:
+        page.wait_for_function(DONE_JS, timeout=120_000, polling=20)
+        page.wait_for_selector(IDLE)
+    done = {id(page): 0 for page in pages}
+    busy: set[int] = set()
+    start = time.monotonic()
+    due = {id(page): start + (0 if burst else rng.uniform(*think)) for page in pages}
+    while any(n < rounds for n in done.values()):
         if time.monotonic() > deadline:
-            print(f"stopped after {i} rounds: --max-seconds reached", file=sys.stderr)
+            print("stopped early: --max-seconds reached", file=sys.stderr)
             break
-        press_all(pages, SLIDERS[i % 2], direction)
-        times += collect(pages)
+        now, all_idle = time.monotonic(), not busy
+        for page in pages:
+            key = id(page)
+            if key in busy:
+                if page.evaluate(DONE_JS):
+                    times.append(float(page.evaluate(ELAPSED_JS)))
+                    busy.discard(key)
+                    done[key] += 1
+                    due[key] = time.monotonic() + (0 if burst else rng.uniform(*think))
+            elif done[key] < rounds and now >= due[key] and (all_idle or not burst):
+                press(page, SLIDERS[done[key] % 2], direction)
+                busy.add(key)
         peak = max(peak, tree_rss_mb(server_pid))
+        time.sleep(0.02)
     return times, peak
 
 
@@ -169,7 +184,8 @@ def start_training(browser, url: str):
     return page
 
 
-def measure(sessions: int, rounds: int, training: bool, max_seconds: float) -> list[Phase]:
+def measure(sessions: int, rounds: int, training: bool, max_seconds: float,
+            burst: bool = False) -> list[Phase]:
     from playwright.sync_api import sync_playwright
 
     chromium = chromium_path()
@@ -183,7 +199,7 @@ def measure(sessions: int, rounds: int, training: bool, max_seconds: float) -> l
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             alone = open_session(browser, url)
             wait_loaded(alone)
-            times, rss = run_rounds([alone], max(rounds, 6), proc.pid, deadline)
+            times, rss = run_rounds([alone], max(rounds, 6), proc.pid, deadline, burst=True)
             phases.append(Phase("idle (1 session)", times, errors_on([alone]), rss))
             alone.context.close()
 
@@ -192,11 +208,11 @@ def measure(sessions: int, rounds: int, training: bool, max_seconds: float) -> l
                 wait_loaded(page)
             for page in pages[::2]:
                 draw_stroke(page)
-            times, rss = run_rounds(pages, rounds, proc.pid, deadline)
+            times, rss = run_rounds(pages, rounds, proc.pid, deadline, burst=burst)
             phases.append(Phase(f"{sessions} sessions", times, errors_on(pages), rss))
             if training:
                 trainer = start_training(browser, url)
-                times, rss = run_rounds(pages, rounds, proc.pid, deadline)
+                times, rss = run_rounds(pages, rounds, proc.pid, deadline, burst=burst, seed=1)
                 phases.append(Phase(f"{sessions} sessions + training", times,
                                     errors_on(pages + [trainer]), rss))
             browser.close()
@@ -211,12 +227,17 @@ def main(argv: list[str] | None = None) -> list[Phase]:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--no-training", action="store_true")
     parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--burst", action="store_true",
+                        help="every session presses at the same moment (worst case) instead "
+                        "of after a random 0.5-3 s think time")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    phases = measure(args.sessions, args.rounds, not args.no_training, args.max_seconds)
+    phases = measure(args.sessions, args.rounds, not args.no_training, args.max_seconds,
+                     args.burst)
     idle = statistics.median(phases[0].times)
-    print(f"machine: {os.cpu_count()} cores; {args.sessions} sessions, {args.rounds} rounds "
-          f"(sliders {' / '.join(SLIDERS)} alternately, every session at once)")
+    mode = "all at once" if args.burst else "after a random 0.5-3 s think time"
+    print(f"machine: {os.cpu_count()} cores; {args.sessions} sessions x {args.rounds} moves "
+          f"(sliders {' / '.join(SLIDERS)} alternately, each {mode})")
     print("| phase                    | reruns |  median |     p95 |     max | ratio | errors "
           "| RSS (MB) |")
     print("|---|---|---|---|---|---|---|---|")

@@ -114,9 +114,10 @@ def _share() -> None:
                "reopens this view. Drawn or uploaded masks don't fit in a link: save them "
                "as a file and open it on the other side.")
     pair = st.session_state.get("_current_pair")
-    if pair is not None:
-        st.download_button("Save masks (.npz)", masks.save_pair(*pair), file_name="masks.npz",
-                           mime="application/octet-stream", key="download_masks",
+    if pair is not None:  # the file is written on click, not on every rerun
+        st.download_button("Save masks (.npz)", lambda: masks.save_pair(*pair),
+                           file_name="masks.npz", mime="application/octet-stream",
+                           on_click="ignore", key="download_masks",
                            help="The truth and the prediction before shifting and softening.")
     st.file_uploader("Open a masks file", type=["npz"], key="masks_file_upload",
                      on_change=_open_masks_file)
