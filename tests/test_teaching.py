@@ -270,3 +270,54 @@ def test_masks_file_zip_bomb_is_refused():
         archive.writestr("prediction.npy", b"\0")
     with pytest.raises(masks.MaskError, match="unpacks to more than"):
         masks.load_pair(out.getvalue())
+
+
+# ------------------------------------------- other libraries, code, Lovász steps
+
+
+def _open(at, tab):
+    at.session_state["explore_tabs"] = tab
+    return _run(at)
+
+
+def test_other_libraries_tab(at):
+    _open(at, "Other libraries")
+    frame = at.table[-1].value
+    assert frame.index[0] == "This explorer, current settings"
+    assert float(frame["Dice loss"].iloc[0]) == pytest.approx(float(_chosen(at)), abs=1e-6)
+    assert any("MONAI" in name for name in frame.index)
+    assert any("keras.losses.Dice" in name for name in frame.index)
+    assert all(len(why) > 20 for why in frame["why it differs"])
+
+
+def test_exported_code_reproduces_the_page(at):
+    """The Code tab's snippet, run on the masks of the view, gives the number shown."""
+    at.selectbox(key="loss").set_value("tversky_loss")
+    at.number_input(key="smooth").set_value(0.5)
+    _open(at, "Code")
+    namespace = {}
+    exec(at.code[0].value, namespace)  # noqa: S102 - the point is to run what the user copies
+    truth, pred = (masks.to_batch(masks.one_hot(masks.shape_mask("circle", 256, radius=0.2), 2)),
+                   masks.to_batch(masks.soften(masks.shift(
+                       masks.shape_mask("circle", 256, radius=0.2), 0, 8), 2,
+                       confidence=0.9, blur_sigma=1.0)))
+    value = float(namespace["loss_fn"](truth, pred))
+    assert f"{value:.6f}" == _chosen(at)
+    at.radio(key="code_framework").set_value("pytorch")
+    _run(at)
+    assert "import torch" in at.code[0].value
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_lovasz_step_through(at, classes):
+    if classes != 2:
+        at.selectbox(key="num_classes").set_value(classes)
+        _run(at)
+    _open(at, "Lovász step by step")
+    keys = {chart.key for chart in at.get("plotly_chart")}
+    assert {"lovasz_steps", "lovasz_pixels", "lovasz_gradient"} <= keys
+    step = at.slider(key="lovasz_step")
+    assert step.value == step.max == 12 * 12  # every pixel taken: the full loss
+    step.set_value(5)
+    _run(at)
+    assert any("Here it is" in c.value for c in at.caption)

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 import tensorflow as tf
 
-from explorer import analysis, charts, conventions, gradients, losses, masks
+from explorer import analysis, charts, codegen, conventions, gradients, losses, masks
 from explorer.scenarios import DEFAULTS
 from explorer.settings import LOSS_LABELS, Settings
 from explorer.ui import mask_inputs, teach, widgets
@@ -401,8 +401,6 @@ def code_panel(truth, pred, settings: Settings) -> None:
     st.caption(f"`loss_fn(y_true, y_pred)` on channels-last probabilities reproduces "
                f"{LOSS_LABELS[settings.loss]} = {_shown(value)} on these masks. The copy "
                "button is at the code's top right.")
-    from explorer import codegen  # TEMP until codegen lands
-
     st.code(codegen.snippet(framework, loss=name, **settings.keywords()), language="python")
 
 
