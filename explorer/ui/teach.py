@@ -76,11 +76,10 @@ def _scenario_picker() -> None:
                  else scenarios.get(k).title,
                  on_change=lambda: apply_scenario(st.session_state["scenario"]))
     with st.expander("All scenarios", expanded=not presenting()):
-        columns = st.columns(3)
-        for i, scenario in enumerate(scenarios.SCENARIOS):
-            with columns[i % 3]:
-                st.image(_thumbnail(scenario.key), width="stretch")
-                st.button(scenario.title, key=f"scenario_button_{scenario.key}",
+        for scenario in scenarios.SCENARIOS:
+            picture, button = st.columns([1, 3], vertical_alignment="center")
+            picture.image(_thumbnail(scenario.key), width="stretch")
+            button.button(scenario.title, key=f"scenario_button_{scenario.key}",
                           on_click=apply_scenario, args=(scenario.key,), help=scenario.text,
                           width="stretch")
 
