@@ -26,9 +26,9 @@ st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a predic
            "gradients would push each pixel, and what they do to training. Everything is "
            "computed by `explorer`, a library you can use in your own Keras model.")
 teach.remember_link()  # before any widget: what the link asked for
-teach.sidebar()
 TABS = ["Explore", "Train"]
 widgets.persist_widget_state(st.session_state.get("main_tabs", TABS[0]))  # tabs are lazy
+teach.sidebar()
 explore_tab, train_tab = st.tabs(TABS, on_change="rerun", bind="query-params", key="main_tabs")
 if explore_tab.open:
     with explore_tab:

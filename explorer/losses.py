@@ -420,8 +420,10 @@ def binary_crossentropy(y_true, y_pred):
 def bce_dice_loss(y_true, y_pred, *, bce_weight=1.0, dice_weight=1.0, **dice_keywords):
     """``bce_weight * BCE + dice_weight * dice_loss`` (the Carvana-winning combination)."""
     check_settings("bce_dice_loss", bce_weight=bce_weight, dice_weight=dice_weight)
-    return bce_weight * binary_crossentropy(y_true, y_pred) + dice_weight * dice_loss(
-        y_true, y_pred, **dice_keywords)
+    bce = binary_crossentropy(y_true, y_pred)
+    dice = dice_loss(y_true, y_pred, **dice_keywords)
+    # multiply_no_nan: dice_weight = 0 is BCE alone, even where Dice is 0/0 (as class weights)
+    return bce_weight * bce + tf.math.multiply_no_nan(dice, _num(dice_weight, dice.dtype))
 
 
 def bce_log_dice_loss(y_true, y_pred, **dice_keywords):

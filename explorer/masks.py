@@ -167,7 +167,11 @@ def _image_labels(image: Image.Image, num_classes: int | None) -> np.ndarray:
         return rgba_to_labels(rgba, num_classes or 2, level=128)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return _numeric_labels(np.asarray(image), num_classes)
-    gray = np.asarray(image.convert("L"))
+    try:
+        gray = np.asarray(image.convert("L"))
+    except (ValueError, OSError):  # e.g. a LAB TIFF: Pillow cannot convert it to grey
+        raise MaskError(f"Images in colour mode {image.mode} cannot be read as a mask; save "
+                        "it as a grey, RGB(A) or palette PNG.") from None
     values = np.unique(gray)
     if set(values.tolist()) <= {0, 255}:
         return (gray > 0).astype(np.int32)
@@ -184,8 +188,8 @@ def load_mask(source, *, num_classes: int | None = None) -> np.ndarray:
     (index = class) and integer ``.npy`` (never unpickled). Raises :class:`MaskError`
     with one sentence for anything else.
     """
-    if num_classes is not None and not 1 <= num_classes <= MAX_CLASSES:
-        raise MaskError(f"num_classes must be 1 to {MAX_CLASSES}, got {num_classes}.")
+    if num_classes is not None and not 2 <= num_classes <= MAX_CLASSES:  # 1 could hold no mask
+        raise MaskError(f"num_classes must be 2 (binary) to {MAX_CLASSES}, got {num_classes}.")
     decoded = _decode(source)
     if isinstance(decoded, np.ndarray):
         return _numeric_labels(decoded, num_classes)
@@ -228,6 +232,8 @@ def rgba_to_labels(rgba: np.ndarray, num_classes: int = 2, *,
     eraser paints with class 0's colour; ``level`` is how bright a pixel's brightest channel
     must be to count as drawn). Any other opaque pixel is class 1 for a binary
     mask, else the class whose colour is nearest."""
+    if num_classes < 2:  # a drawn pixel is at least class 1
+        raise MaskError(f"num_classes must be 2 (binary) or more, got {num_classes}.")
     rgba = np.asarray(rgba)
     if rgba.ndim != 3 or rgba.shape[-1] != 4:
         raise MaskError(f"Expected an RGBA image of shape (H, W, 4), got {rgba.shape}.")

@@ -27,7 +27,8 @@ SHARE = {"bind": "query-params", "persist_state": "session"}
 
 # widgets whose state cannot be written back (buttons, uploads, canvases, tabs)
 _NOT_PERSISTED = ("_upload", "_canvas_", "_tabs", "download_", "inverse_frequency",
-                  "weights_reset", "train_start", "train_stop")
+                  "weights_reset", "train_start", "train_stop", "scenario_button",
+                  "scenario_reset", "FormSubmitter")
 # the loss settings, drawn in both tabs (binary subset in Train)
 SHARED_KEYS = frozenset({
     "loss", "smooth", "smooth_grid", "epsilon", "epsilon_grid", "squared", "per_image",
