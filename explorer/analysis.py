@@ -20,6 +20,16 @@ class Row:
     label: str
     value: float
     kind: str  # "loss" (lower is better) or "score" (higher is better)
+    refused: str = ""  # why this loss can't take these settings (value is then NaN)
+
+
+def refusal(settings: Settings, loss: str) -> str:
+    """Why ``loss`` can't be computed with these settings (the library's sentence), or ""."""
+    try:
+        losses.check_settings(settings.loss_name(loss), **settings.keywords(loss))
+    except ValueError as error:
+        return str(error)
+    return ""
 
 
 def _value(settings: Settings, loss: str, truth, pred) -> float:
@@ -28,8 +38,11 @@ def _value(settings: Settings, loss: str, truth, pred) -> float:
 
 def metrics_table(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> list[Row]:
     """Every number of the table for batches ``truth``, ``pred`` ``[B, H, W, C]``."""
-    values = dict(zip(LOSS_LABELS, gradients.loss_values(
-        [(settings.loss_name(key), settings.keywords(key)) for key in LOSS_LABELS], truth, pred)))
+    refused = {key: refusal(settings, key) for key in LOSS_LABELS}
+    computed = [key for key in LOSS_LABELS if not refused[key]]
+    values = dict.fromkeys(LOSS_LABELS, math.nan)
+    values.update(zip(computed, gradients.loss_values(
+        [(settings.loss_name(key), settings.keywords(key)) for key in computed], truth, pred)))
     hard = losses.hard_metrics(truth, pred, threshold=settings.threshold,
                                per_image=settings.per_image)
     rows = [
@@ -41,7 +54,8 @@ def metrics_table(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> li
         Row("hard_iou", f"IoU (hard, at {settings.threshold:g})",
             _nanmean(hard["iou"].numpy()), "score"),
     ]
-    rows += [Row(key, label, values[key], "loss") for key, label in LOSS_LABELS.items()]
+    rows += [Row(key, label, values[key], "loss", refused[key])
+             for key, label in LOSS_LABELS.items()]
     return rows
 
 

@@ -121,7 +121,10 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
         revealed = numbers(truth, pred, settings)
     with grad_col, widgets.panel("Gradient"):
         st.subheader("Gradient of the chosen loss")
-        if revealed:
+        refused = analysis.refusal(settings, settings.loss)
+        if refused:
+            st.warning(f"No gradient: {refused}")
+        elif revealed:
             gradient_panel(truth_labels, truth, pred, settings)
         else:
             st.info("Guess first: where will the gradient push p up, and where down? It "
@@ -156,7 +159,9 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
             code_panel(truth, pred, settings)
 
 
-def _shown(value: float) -> str:
+def _shown(value: float, refused: str = "") -> str:
+    if refused:
+        return "not defined here"
     return "undefined (0/0)" if math.isnan(value) else f"{value:.6f}"
 
 
@@ -193,14 +198,17 @@ def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> bool:
     chosen = next(r for r in rows if r.key == settings.loss)
     if teach.guessing() and not _guess(chosen, _fingerprint(truth, pred, settings)):
         return False
-    st.metric(f"{chosen.label} (chosen)", _shown(chosen.value))
+    st.metric(f"{chosen.label} (chosen)", _shown(chosen.value, chosen.refused))
     # st.table, not st.dataframe: a data grid redraws slowly on every slider move
     st.table(pd.DataFrame({
         "metric": [r.label for r in rows],
-        "value": [_shown(r.value) for r in rows],
+        "value": [_shown(r.value, r.refused) for r in rows],
         "kind": ["higher is better" if r.kind == "score" else "loss" for r in rows],
         "": ["◀ chosen" if r is chosen else "" for r in rows],
     }).set_index("metric"))
+    for row in rows:
+        if row.refused:
+            st.warning(f"{row.label}: {row.refused}")
     for case in losses.degenerate_cases(truth, pred, smooth=settings.smooth,
                                         epsilon=settings.epsilon, squared=settings.squared,
                                         per_image=settings.per_image,

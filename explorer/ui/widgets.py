@@ -106,10 +106,18 @@ def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
     epsilon = log_number("epsilon", "epsilon", DEFAULTS.epsilon,
                          "Added to the denominator only: it just guards 0/0.")
     c1, c2 = st.columns(2)
-    squared = c1.checkbox("Squared denominator", **SHARE, key="squared", help="V-Net: Σp² + Σg².")
+    # the L1 intersection and the squared denominator together would score above 1: one
+    # locks the other (never both locked, so a link asking for both can be undone)
+    soft_on = bool(st.session_state.get("soft_label"))
+    squared_on = bool(st.session_state.get("squared"))
+    squared = c1.checkbox("Squared denominator", **SHARE, key="squared",
+                          disabled=soft_on and not squared_on,
+                          help="V-Net: Σp² + Σg². Not with soft labels (L1)." if not soft_on
+                          else "Off while 'Soft labels (L1)' is on: together they exceed 1.")
     per_image = c2.checkbox("Per image", value=True, **SHARE, key="per_image",
                             help="Dice per image, then the mean; off: sums over the whole batch.")
     soft_label = c1.checkbox("Soft labels (L1)", **SHARE, key="soft_label",
+                             disabled=squared and not soft_on,
                              help="Intersection Σ(p+g−|p−g|)/2: a soft target matches itself.")
     threshold = c2.slider("Threshold", 0.0, 1.0, 0.5, 0.01, **SHARE, key="threshold",
                           help="For the hard metrics (argmax with several classes).")
