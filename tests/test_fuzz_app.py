@@ -90,3 +90,26 @@ def test_random_widget_actions(seed):
         assert not failed, (where, failed)
         shown = [m.value for m in at.metric]
         assert all(v == "undefined (0/0)" or math.isfinite(float(v)) for v in shown), where
+
+
+def test_a_failing_panel_is_contained(monkeypatch, caplog):
+    """An unexpected exception in one panel shows a short message with the details folded
+    away, is logged, and the rest of the page still works."""
+    from explorer import analysis
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom in the gradient summary")
+
+    monkeypatch.setattr(analysis, "gradient_regions", boom)
+    at = AppTest.from_file(APP, default_timeout=180)
+    with caplog.at_level("ERROR", logger="explorer"):
+        at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Gradient could not be shown: boom in the gradient summary"]
+    assert any(x.label == "Details" for x in at.expander)
+    assert at.metric[0].value == "0.368159"  # the numbers panel is untouched
+    assert "panel 'Gradient' failed" in caplog.text and "RuntimeError" in caplog.text
+    at.slider(key="shift_x").set_value(0)
+    at.run()  # the page keeps working after the failure
+    assert not at.exception and at.metric[0].value != "0.368159"
