@@ -34,6 +34,12 @@ Per epoch it records::
 - ``val_loss``: the training loss on the validation set, batch by batch with the
   training batch size (as Keras' ``val_loss``), averaged weighted by batch size.
 
+For a server (the Train tab): :class:`TrainingJob` runs :func:`compare` in a child
+process at low priority and streams the same records back, and a
+:class:`TrainingLimiter` caps the runs going at once (``$EXPLORER_MAX_TRAINING_RUNS``)
+and queues the others first come, first served. :func:`bench_isolation` measures
+how much a run slows the server's own work, in a thread versus in a process.
+
 Example::
 
     from explorer.training import TrainConfig, train
@@ -49,7 +55,11 @@ import dataclasses
 import io
 import json
 import math
+import multiprocessing
 import os
+import queue as queue_module
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -498,15 +508,20 @@ class TrainConfig:
         return _jsonable(dataclasses.asdict(self))
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def device_description() -> str:
     """The GPU name(s) TensorFlow sees (``"2 x NVIDIA H100 80GB HBM3"``), else
     ``"CPU (N cores)"``."""
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cores = os.cpu_count() or 1
+        cores = cpu_cores()
         return f"CPU ({cores} core{'s' if cores != 1 else ''})"
     names = []
     for gpu in gpus:
@@ -958,3 +973,523 @@ class _EpochClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+
+
+# ================================================== a server's runs: limiter and child
+
+MAX_RUNS_ENV = "EXPLORER_MAX_TRAINING_RUNS"
+CHILD_NICE = 10  # CFS weight 110 against the server's 1024: the UI process keeps the CPU first
+STOP_GRACE = 30.0  # seconds a stopped child gets to validate its partial epoch and save
+ABANDON_AFTER = 60.0  # seconds a job's session may be gone (reloads reconnect) before it stops
+MODEL_BYTES_CAP = 64 * 2 ** 20  # a larger .keras file is not kept in the server's memory
+STEP_REPORT_SECONDS = 0.2  # the child reports steps at most this often (and the last one)
+
+
+def max_training_runs() -> int:
+    """How many training runs may go at once, server-wide: ``$EXPLORER_MAX_TRAINING_RUNS``,
+    else a quarter of the CPU cores (at least 1: on 2 cores one run, so that the people
+    exploring keep a core)."""
+    text = os.environ.get(MAX_RUNS_ENV, "").strip()
+    if not text:
+        return max(1, cpu_cores() // 4)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_RUNS_ENV} must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+class Ticket:
+    """A place in a :class:`TrainingLimiter`: waiting, then running, then released."""
+
+    def __init__(self, limiter: "TrainingLimiter", owner):
+        self.limiter, self.owner = limiter, owner
+        self.granted = threading.Event()  # set when the run may start
+        self.released = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run may start (True) or ``timeout`` seconds pass (False)."""
+        return self.granted.wait(timeout)
+
+    def ahead(self) -> int:
+        """Runs that go before this one: those running plus those queued earlier; 0
+        once it runs."""
+        return self.limiter.ahead(self)
+
+    def release(self) -> None:
+        """Leave the queue, or free the slot; safe to call more than once."""
+        self.limiter.release(self)
+
+    @property
+    def state(self) -> str:
+        return ("released" if self.released else "running" if self.granted.is_set()
+                else "waiting")
+
+
+class TrainingLimiter:
+    """At most ``capacity`` training runs at a time; the others wait in a first-in,
+    first-out queue and are granted a slot, in order, as slots free up. One ticket per
+    ``owner`` (a session) at a time. Thread-safe; the one object a server's sessions
+    share on purpose.
+
+    ``capacity=None`` reads :func:`max_training_runs` each time, so the environment
+    variable can change it without a restart."""
+
+    def __init__(self, capacity: int | None = None):
+        if capacity is not None and (not isinstance(capacity, int) or capacity < 1):
+            raise ValueError(f"capacity must be a whole number >= 1 or None, got {capacity!r}")
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._running: list[Ticket] = []
+        self._waiting: list[Ticket] = []
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity if self._capacity is not None else max_training_runs()
+
+    def request(self, owner) -> Ticket:
+        """A ticket for ``owner``: granted at once when a slot is free, else queued.
+        Raises ``ValueError`` when ``owner`` already has a run running or queued."""
+        with self._lock:
+            if any(t.owner == owner for t in self._running + self._waiting):
+                raise ValueError("This session already has a training run (running or "
+                                 "queued): stop it before starting another.")
+            ticket = Ticket(self, owner)
+            self._waiting.append(ticket)
+            self._grant()
+        return ticket
+
+    def release(self, ticket: Ticket) -> None:
+        with self._lock:
+            for line in (self._running, self._waiting):
+                if ticket in line:
+                    line.remove(ticket)
+            ticket.released = True
+            self._grant()
+
+    def ahead(self, ticket: Ticket) -> int:
+        with self._lock:
+            if ticket not in self._waiting:
+                return 0
+            return len(self._running) + self._waiting.index(ticket)
+
+    def counts(self) -> dict:
+        """``{"running", "waiting", "capacity"}`` now."""
+        with self._lock:
+            return {"running": len(self._running), "waiting": len(self._waiting),
+                    "capacity": self.capacity}
+
+    def _grant(self):  # with the lock held
+        while self._waiting and len(self._running) < self.capacity:
+            ticket = self._waiting.pop(0)
+            self._running.append(ticket)
+            ticket.granted.set()
+
+
+def _short_error(error: BaseException) -> str:
+    """One line for a person: the exception's name and the first line of its message."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MiB (Linux), else its peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def share_gpu_memory() -> None:
+    """Let TensorFlow take GPU memory as it needs it instead of nearly all at once, so
+    a server process and its training processes can share a GPU. Must run before
+    TensorFlow first uses the GPU; later it changes nothing."""
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):  # already initialised: too late, keep going
+            pass
+
+
+def _die_with_parent() -> None:
+    """End this child process when its parent ends, even if the parent was killed
+    (a daemon child is only terminated by a parent that exits normally)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        parent.join()  # returns when the parent's sentinel closes
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _keras_bytes(model) -> bytes | None:
+    """The model as a ``.keras`` file without its optimizer state (Adam's two slots per
+    weight would triple it), or None when larger than ``MODEL_BYTES_CAP``. The file lives only while it
+    is read, so a killed process leaves nothing behind."""
+    with tempfile.TemporaryDirectory(prefix="explorer-train-") as folder:
+        path = Path(folder) / "unet.keras"
+        keras.saving.save_model(model, path, include_optimizer=False)
+        return path.read_bytes() if path.stat().st_size <= MODEL_BYTES_CAP else None
+
+
+def _child_main(configs, queue, stop, threads, nice):
+    """The training process: :func:`compare` on ``configs``, reported over ``queue``
+    as ``(kind, payload)`` messages; stops when ``stop`` is set. The results come
+    back without model and data; the last one with its model as ``.keras`` bytes."""
+    _die_with_parent()
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    if threads:  # before TensorFlow runs its first op
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass
+    share_gpu_memory()
+    queue.put(("ready", {"pid": os.getpid(), "device": device_description()}))
+    last = [0.0]
+
+    def on_step(step, total, logs):
+        now = time.perf_counter()
+        if now - last[0] >= STEP_REPORT_SECONDS or step == total:
+            last[0] = now
+            queue.put(("step", (step, total)))
+
+    try:
+        results = compare(configs, on_start=lambda i, config: queue.put(("run", i)),
+                          on_epoch=lambda record: queue.put(("epoch", record)),
+                          on_step=on_step, should_stop=stop.is_set,
+                          on_samples=lambda samples: queue.put(("samples", samples)))
+        for i, result in enumerate(results):
+            model, result.model, result.data = result.model, None, None
+            if i == len(results) - 1 and model is not None:
+                keras_file = _keras_bytes(model)
+                if keras_file is not None:
+                    result.info["keras_file"] = keras_file
+            queue.put(("result", result))
+    except Exception as error:  # noqa: BLE001 - reported to the page as one line
+        queue.put(("error", _short_error(error)))
+    finally:
+        queue.put(("done", {"peak_rss_mb": _peak_rss_mb()}))
+        queue.close()
+        queue.join_thread()  # everything is in the pipe before the process exits
+
+
+class TrainingJob:
+    """One training run, or a comparison of several (as :func:`compare`), in a child
+    process, after waiting for a slot of ``limiter`` (none: start at once).
+
+    Why a process: training in a thread of the server would share its cores and its
+    GIL with every session. The child is a fresh interpreter ("spawn": no copy of the
+    server's threads or TensorFlow state) at lower priority (``nice``) with ``threads``
+    TensorFlow threads (default: the cores divided by the number of concurrent runs),
+    so the people exploring keep the CPU first. It reports over a queue; a thread here
+    keeps what the page shows:
+
+    - ``records`` (epoch records, with ``run`` and ``loss_name``), ``samples`` (the
+      latest strip), ``run``/``step``/``total``;
+    - ``results``: one :class:`TrainResult` per run without model or data (the
+      server keeps numbers, not models); the last one carries its ``.keras`` file in
+      ``info["keras_file"]`` (bytes, when at most ``MODEL_BYTES_CAP``);
+    - ``error``: one line when the child failed; ``spawn_seconds``: start to ready.
+
+    ``stop()`` ends the run after the current step (or leaves the queue); the child
+    is terminated if it does not finish within ``STOP_GRACE`` seconds. ``alive()``,
+    when given, is asked now and then: after ``ABANDON_AFTER`` seconds of False the
+    job stops (its session is gone). The child is a daemon that also watches for its
+    parent's end, so a stop, an error, a closed session or a server shutdown leaves no
+    process behind (nor a file: the model's temporary file lives only while saved).
+
+    As with any "spawn" multiprocessing, a script that starts a job needs the
+    ``if __name__ == "__main__":`` guard (the child imports the main module).
+    """
+
+    def __init__(self, configs, *, limiter: TrainingLimiter | None = None, owner=None,
+                 alive: Callable[[], bool] | None = None, threads: int | None = None,
+                 nice: int = CHILD_NICE):
+        self.configs = [configs] if isinstance(configs, TrainConfig) else list(configs)
+        if not self.configs:
+            raise ValueError("a training job needs at least one TrainConfig")
+        for config in self.configs:
+            config.validate()
+        self.records: list[dict] = []
+        self.results: list[TrainResult] = []
+        self.samples: dict | None = None
+        self.run, self.step, self.total = 0, 0, 0
+        self.error: str | None = None
+        self.spawn_seconds: float | None = None
+        self.child_peak_rss_mb: float | None = None
+        self.pid: int | None = None  # the child's
+        self.created = time.perf_counter()
+        self.started: float | None = None  # when the child was launched
+        self.finished: float | None = None
+        self.left_queue = False
+        self._stop = threading.Event()
+        self._alive, self._gone_since = alive, None
+        if threads is None:
+            capacity = limiter.capacity if limiter is not None else 1
+            threads = max(1, cpu_cores() // capacity)
+        self._threads, self._nice = threads, nice
+        self._ticket = limiter.request(owner) if limiter is not None else None
+        self._thread = threading.Thread(target=self._work, name="train-job", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def running(self) -> bool:
+        """Queued or training (not finished yet)."""
+        return self.finished is None
+
+    @property
+    def queued(self) -> bool:
+        return (self.finished is None and self._ticket is not None
+                and not self._ticket.granted.is_set())
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def ahead(self) -> int:
+        """Runs that go before this one while it is queued (0 otherwise)."""
+        return self._ticket.ahead() if self._ticket is not None and self.queued else 0
+
+    def stop(self) -> None:
+        """Stop after the current step, or leave the queue."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the job has finished; True when it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def fraction(self) -> float:
+        """Share of all steps of all runs done so far."""
+        if not self.total:
+            return 0.0
+        return min(1.0, (self.run + self.step / self.total) / len(self.configs))
+
+    def eta(self) -> float | None:
+        done = self.fraction()
+        if done <= 0 or self.started is None:
+            return None
+        return (time.perf_counter() - self.started) * (1 - done) / done
+
+    # ------------------------------------------------------------------- work
+
+    def _stopping(self) -> bool:
+        if self._alive is not None:
+            if self._alive():
+                self._gone_since = None
+            else:
+                self._gone_since = self._gone_since or time.perf_counter()
+                if time.perf_counter() - self._gone_since > ABANDON_AFTER:
+                    self._stop.set()
+        return self._stop.is_set()
+
+    def _work(self):
+        try:
+            if self._ticket is not None:
+                while not self._ticket.wait(0.2):
+                    if self._stopping():
+                        self.left_queue = True
+                        return
+            if not self._stopping():
+                self._run_child()
+        except Exception as error:  # noqa: BLE001 - shown on the page, not raised in a thread
+            self.error = _short_error(error)
+        finally:
+            if self._ticket is not None:
+                self._ticket.release()
+            self.finished = time.perf_counter()
+
+    def _run_child(self):
+        context = multiprocessing.get_context("spawn")
+        messages, stop = context.Queue(), context.Event()
+        process = context.Process(
+            target=_child_main, name="explorer-train", daemon=True,
+            args=(self.configs, messages, stop, self._threads, self._nice))
+        self.started = time.perf_counter()
+        try:
+            process.start()
+            self.pid = process.pid
+            self._follow(process, messages, stop)
+        finally:
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+            if process.is_alive():
+                process.kill()
+            process.join(5)
+            messages.close()
+
+    def _follow(self, process, messages, stop):
+        """Read the child's messages until it is done, stopped or gone."""
+        deadline = None
+        while True:
+            if deadline is None and self._stopping():
+                stop.set()
+                deadline = time.perf_counter() + STOP_GRACE
+            if deadline is not None and time.perf_counter() > deadline:
+                return  # it did not stop in time: terminated by the caller
+            try:
+                kind, payload = messages.get(timeout=0.2)
+            except queue_module.Empty:
+                if process.exitcode is None:
+                    continue
+                try:  # it has ended: what it sent last may still be in the pipe
+                    kind, payload = messages.get(timeout=1.0)
+                except queue_module.Empty:
+                    self.error = self.error or (
+                        "the training process ended unexpectedly (exit code "
+                        f"{process.exitcode}{', out of memory?' if process.exitcode == -9 else ''})")
+                    return
+            if kind == "done":
+                self.child_peak_rss_mb = payload["peak_rss_mb"]
+                return
+            self._handle(kind, payload)
+
+    def _handle(self, kind, payload):
+        if kind == "ready":
+            self.spawn_seconds = time.perf_counter() - self.started
+        elif kind == "run":
+            self.run, self.step = payload, 0
+        elif kind == "step":
+            self.step, self.total = payload
+        elif kind == "epoch":
+            self.records.append(payload)
+        elif kind == "samples":
+            self.samples = {**payload, "run": self.run}
+        elif kind == "result":
+            self.results.append(payload)
+        elif kind == "error":
+            self.error = payload
+
+
+# ====================================================================== isolation
+
+
+def bench_isolation(config: TrainConfig | None = None, *, calls=30, size=256,
+                    modes=("thread", "process"), warm_steps=3,
+                    threads: int | None = None, nice: int = CHILD_NICE) -> dict:
+    """How much a training run slows another session's Explore work in this process.
+
+    One "Explore call" is what a slider move computes: ``analysis.metrics_table`` and
+    ``gradients.loss_and_gradient`` (Dice loss) on a ``size``² binary pair. For each of
+    ``modes`` — ``"thread"``: :func:`train` in a thread of this process (the old
+    design); ``"process"``: a :class:`TrainingJob` — the median of ``calls`` calls is
+    taken while ``config`` trains (after ``warm_steps`` steps, so tracing is over) and
+    idle (``calls`` before and ``calls`` after the run). Also reported: the training
+    steps per second during the busy calls, the time to the first steps, the process's
+    resident memory before and after the run (gc'd), and for the process the spawn
+    time and the child's peak memory (``threads`` and ``nice`` as in
+    :class:`TrainingJob`). Scripts that call it need the usual
+    ``if __name__ == "__main__":`` guard of "spawn" multiprocessing.
+    """
+    import gc
+
+    from explorer import analysis, gradients, masks
+    from explorer.settings import Settings
+
+    labels = masks.shape_mask("circle", size, radius=0.2, center=(0.5, 0.5))
+    truth = masks.to_batch(masks.one_hot(labels, 2))
+    pred = masks.to_batch(masks.soften(masks.shift(labels, 0, 8), 2, confidence=0.9,
+                                       blur_sigma=1.0))
+    settings = Settings()
+
+    def timings_ms():
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            analysis.metrics_table(truth, pred, settings)
+            gradients.loss_and_gradient(settings.loss_name(), truth, pred,
+                                        **settings.keywords())
+            times.append(1000 * (time.perf_counter() - start))
+        return times
+
+    def wait_for(condition, what, timeout=300):
+        deadline = time.perf_counter() + timeout
+        while not condition():
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"bench_isolation: no {what} within {timeout} s")
+            time.sleep(0.05)
+
+    config = config or TrainConfig(epochs=100, samples=0)  # stopped once measured
+    timings_ms()  # compile and warm up
+    rows = []
+    for mode in modes:
+        if mode not in ("thread", "process"):
+            raise ValueError(f"modes are 'thread' and 'process', got {mode!r}")
+        gc.collect()
+        idle, rss_before = timings_ms(), rss_mb()
+        row = {"mode": mode}
+        launched = time.perf_counter()
+        if mode == "thread":
+            steps, stop = [0], threading.Event()
+            thread = threading.Thread(
+                target=train, args=(config,), daemon=True,
+                kwargs={"should_stop": stop.is_set,
+                        "on_step": lambda step, total, logs: steps.__setitem__(0, step)})
+            thread.start()
+            step_now = lambda: steps[0]  # noqa: E731
+        else:
+            job = TrainingJob([config], threads=threads, nice=nice)
+            step_now = lambda: job.step  # noqa: E731
+        wait_for(lambda: step_now() >= warm_steps, "training step")
+        row["first_steps_s"] = time.perf_counter() - launched
+        before = step_now()
+        busy_start = time.perf_counter()
+        row["busy_ms"] = float(np.median(timings_ms()))
+        row["train_steps_per_s"] = (step_now() - before) / (time.perf_counter() - busy_start)
+        if mode == "thread":
+            stop.set()
+            thread.join()
+        else:
+            job.stop()
+            job.join()
+            row.update(spawn_s=job.spawn_seconds, child_peak_rss_mb=job.child_peak_rss_mb,
+                       error=job.error)
+        gc.collect()
+        row["rss_before_mb"], row["rss_after_mb"] = rss_before, rss_mb()
+        # idle before and after the run, so that a change in the machine's load shows
+        # less (other programs share its cores)
+        row["idle_ms"] = float(np.median(idle + timings_ms()))
+        row["ratio"] = row["busy_ms"] / row["idle_ms"]
+        rows.append(row)
+    return {"device": device_description(), "calls": calls, "size": size,
+            "config": config.to_dict(), "threads": threads, "nice": nice, "rows": rows}
+
+
+def isolation_table(report: dict) -> str:
+    """:func:`bench_isolation`'s report as a few lines of text."""
+    lines = [f"Explore call ({report['size']}² binary pair: metrics_table + "
+             f"loss_and_gradient), median of {report['calls']}, on {report['device']}",
+             f"{'training in':<12}{'idle ms':>9}{'busy ms':>9}{'ratio':>7}{'steps/s':>9}"
+             f"{'first steps s':>15}{'spawn s':>9}{'RSS MiB before/after':>22}"
+             f"{'child peak MiB':>16}"]
+    for row in report["rows"]:
+        spawn = row.get("spawn_s")
+        child = row.get("child_peak_rss_mb")
+        lines.append(
+            f"{row['mode']:<12}{row['idle_ms']:>9.1f}{row['busy_ms']:>9.1f}"
+            f"{row['ratio']:>7.2f}{row['train_steps_per_s']:>9.1f}"
+            f"{row['first_steps_s']:>15.1f}{'' if spawn is None else f'{spawn:.1f}':>9}"
+            f"{row['rss_before_mb']:>12.0f} / {row['rss_after_mb']:<7.0f}"
+            f"{'' if child is None else f'{child:.0f}':>16}")
+    return "\n".join(lines)

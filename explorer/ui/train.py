@@ -1,17 +1,18 @@
 """The Train tab: train a small U-Net with the chosen loss, live, and compare losses.
 
-Training runs in a background thread owned by the session (``Job``), so the page
-stays responsive and Stop is honoured after the current step; a fragment polls the
-job once a second while it runs.
+Training runs in a child process (``training.TrainingJob``), not in the server: in a
+thread it would share the server's cores and GIL with every other session and slow
+their Explore tab. A server-wide limiter (the one deliberately shared object) lets a
+few runs go at once and queues the others, first come first served. Each session has
+at most one job, kept in its ``st.session_state``; a fragment polls it once a second
+while it is queued or running.
 """
 
 from __future__ import annotations
 
-import tempfile
-import threading
-import time
+import uuid
 from dataclasses import replace
-from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,58 +27,45 @@ from explorer.ui import widgets
 CURVES = {"loss": "training loss", "val_dice": "validation Dice", "val_iou": "validation IoU",
           "val_dice_small": "validation Dice, small objects"}
 
+Job = training.TrainingJob  # what st.session_state["train_job"] holds
 
-class Job:
-    """One training run, or a comparison of several, in a background thread."""
+# on a GPU the server's TensorFlow would otherwise take nearly all its memory on first
+# use and leave none to the training processes (no effect once the GPU is in use)
+training.share_gpu_memory()
 
-    def __init__(self, configs: list[training.TrainConfig]):
-        self.configs = configs
-        self.stop = threading.Event()
-        self.records: list[dict] = []
-        self.results: list[training.TrainResult] = []
-        self.run, self.step, self.total = 0, 0, 0
-        self.error: str | None = None
-        self.samples: dict | None = None  # the latest epoch's validation predictions
-        self.started = time.perf_counter()
-        self.finished: float | None = None
-        self.thread = threading.Thread(target=self._work, name="train", daemon=True)
-        self.thread.start()
 
-    def _work(self):
-        try:
-            self.results = training.compare(
-                self.configs, on_start=self._on_start, on_epoch=self.records.append,
-                on_step=self._on_step, should_stop=self.stop.is_set,
-                on_samples=self._on_samples)
-        except Exception as error:  # noqa: BLE001 - shown on the page, not raised in a thread
-            self.error = f"{type(error).__name__}: {error}"
-        finally:
-            self.finished = time.perf_counter()
+@st.cache_resource
+def limiter() -> training.TrainingLimiter:
+    """Server-wide: how many runs train at once ($EXPLORER_MAX_TRAINING_RUNS, default a
+    quarter of the cores, at least 1) and the queue of the others."""
+    return training.TrainingLimiter()
 
-    def _on_start(self, run, _config):
-        self.run, self.step = run, 0
 
-    def _on_samples(self, samples):
-        self.samples = {**samples, "run": self.run}
+def _owner() -> str:
+    """This session's name in the limiter's queue."""
+    if "train_owner" not in st.session_state:
+        st.session_state["train_owner"] = uuid.uuid4().hex
+    return st.session_state["train_owner"]
 
-    def _on_step(self, step, total, _logs):
-        self.step, self.total = step, total
 
-    @property
-    def running(self) -> bool:
-        return self.finished is None
+def _session_alive() -> Callable[[], bool] | None:
+    """Whether this browser session still exists, for a job to stop when its person
+    has gone (None where there is no server, as in tests)."""
+    try:
+        from streamlit import runtime
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    def fraction(self) -> float:
-        """Share of all steps of all runs done so far."""
-        if not self.total:
-            return 0.0
-        return min(1.0, (self.run + self.step / self.total) / len(self.configs))
-
-    def eta(self) -> float | None:
-        done = self.fraction()
-        if done <= 0:
+        ctx = get_script_run_ctx()
+        if ctx is None or not runtime.exists():
             return None
-        return (time.perf_counter() - self.started) * (1 - done) / done
+        server, session_id = runtime.get_instance(), ctx.session_id
+    except Exception:  # noqa: BLE001 - an optional nicety of a running server
+        return None
+    return lambda: server.is_active_session(session_id) is not False
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'' if n == 1 else 's'}"
 
 
 def config_panel() -> tuple[list[training.TrainConfig], bool]:
@@ -141,12 +129,18 @@ def render() -> None:
         problem = _check(configs, compare_mode)
         if problem:
             st.warning(problem)
-        b1, b2 = st.columns(2)
-        if b1.button("Start", type="primary", disabled=busy or bool(problem), key="train_start"):
-            st.session_state["train_job"] = job = Job(configs)
-            busy = True
-        if b2.button("Stop", disabled=not busy, key="train_stop"):
-            job.stop.set()
+        if st.button("Start", type="primary", disabled=busy or bool(problem), key="train_start",
+                     help="One run per person at a time; Stop it to start another."):
+            try:
+                job = Job(configs, limiter=limiter(), owner=_owner(), alive=_session_alive())
+            except ValueError as error:  # this session already has a run (a double click)
+                st.warning(str(error))
+            else:
+                st.session_state["train_job"] = job
+                st.rerun()  # redraw with Start disabled and the live panel polling
+        counts = limiter().counts()
+        st.caption(f"This server trains {_runs(counts['capacity'])} at a time; now "
+                   f"{counts['running']} running, {counts['waiting']} waiting.")
     with live_col:
         st.fragment(live, run_every=1.0 if busy else None)()
 
@@ -163,21 +157,23 @@ def _check(configs, compare_mode) -> str | None:
 
 
 def live() -> None:
-    """Progress, curves, predictions and results of the session's job."""
+    """Queue place, progress, curves, predictions and results of the session's job."""
     job: Job | None = st.session_state.get("train_job")
     if job is None:
         st.info("Press Start: the default run takes about a minute on two CPU cores.")
         return
     with widgets.panel("Training"):
+        if job.running:  # here, so that its label follows the job every second
+            if st.button("Leave the queue" if job.queued else "Stop", key="train_stop"):
+                job.stop()
+        if job.queued:
+            st.info(_queue_message(job.ahead(), limiter().capacity))
+        elif job.left_queue:
+            st.info("You left the queue; press Start to queue again.")
+        else:
+            _progress(job)
         if job.error:
             st.error(f"Training failed: {job.error}")
-        eta = job.eta()
-        label = (f"run {job.run + 1} of {len(job.configs)} · {LOSS_LABELS.get(_pick(job), '')} · "
-                 f"{job.fraction():.0%}" + (f" · about {eta:.0f} s left" if eta and job.running
-                                             else ""))
-        st.progress(job.fraction() if job.running else 1.0, text=label if job.running else
-                    f"finished in {job.finished - job.started:.1f} s"
-                    + (" (stopped)" if job.stop.is_set() else ""))
         records = pd.DataFrame(list(job.records))
         if not records.empty:
             st.plotly_chart(curves_figure(records), key="train_curves")
@@ -193,6 +189,28 @@ def live() -> None:
             st.session_state["train_polling"] = False
             st.rerun()  # stop polling: the page redraws once without run_every
         st.session_state["train_polling"] = job.running
+
+
+def _queue_message(ahead: int, capacity: int) -> str:
+    must_finish = max(1, ahead - capacity + 1)  # runs to finish before a slot is ours
+    when = ("it finishes" if ahead == 1 else "one of them finishes" if must_finish == 1
+            else f"{must_finish} of them have finished")
+    return f"{_runs(ahead)} ahead of you in the queue; yours starts when {when}."
+
+
+def _progress(job: Job) -> None:
+    if job.running and not job.total:
+        st.progress(0.0, text="starting the training process and building the model…")
+        return
+    if job.running:
+        eta = job.eta()
+        label = (f"run {job.run + 1} of {len(job.configs)} · "
+                 f"{LOSS_LABELS.get(_pick(job), '')} · {job.fraction():.0%}"
+                 + (f" · about {eta:.0f} s left" if eta else ""))
+        st.progress(job.fraction(), text=label)
+    elif job.started is not None:
+        st.progress(1.0, text=f"finished in {job.finished - job.started:.1f} s"
+                    + (" (stopped)" if job.stopped else ""))
 
 
 def _pick(job: Job) -> str:
@@ -230,8 +248,13 @@ def _results(results: list[training.TrainResult], finished: bool) -> None:
         c1, c2 = st.columns(2)
         c1.download_button("Curves (CSV)", "\n".join(r.to_csv() for r in results),
                            file_name="curves.csv", mime="text/csv", key="download_curves")
-        c2.download_button("Last model (.keras)", _model_bytes(shown), file_name="unet.keras",
-                           key="download_model")
+        model = shown.info.get("keras_file")  # saved by the training process (no optimizer)
+        if model is None:
+            c2.caption("The model was too large to keep; train it with "
+                       "`python -m explorer.train` to save it.")
+        else:
+            c2.download_button("Last model (.keras)", model, file_name="unet.keras",
+                               key="download_model")
 
 
 def _strip(samples: dict) -> np.ndarray:
@@ -240,14 +263,3 @@ def _strip(samples: dict) -> np.ndarray:
             for image, truth, prediction in zip(samples["image"], samples["truth"],
                                                 samples["prediction"])]
     return np.concatenate(rows, axis=0).clip(0, 1)
-
-
-def _model_bytes(result: training.TrainResult) -> bytes:
-    """The trained model as a .keras file, saved once per result."""
-    if "keras_file" not in result.info:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "unet.keras"
-            result.model.save(path)
-            result.info["keras_file"] = path.read_bytes()
-    return result.info["keras_file"]
-
