@@ -7,6 +7,8 @@ one runs). The maths lives in `explorer`, the pages in `explorer.ui`.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+# on a GPU the server takes memory as it needs it: training runs in child processes
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 import streamlit as st  # noqa: E402
 
@@ -17,8 +19,8 @@ import keras  # noqa: E402
 from explorer.ui import explore, teach, train, widgets  # noqa: E402  (TensorFlow loads once)
 
 # Streamlit calls keras.backend.clear_session() after every run. Here that would empty
-# TensorFlow's kernel cache (every slider move ~10x slower) and pull the session out
-# from under a training thread; the explorer keeps no Keras state between runs.
+# TensorFlow's kernel cache (every slider move ~10x slower); the explorer keeps no Keras
+# state between runs (training runs in child processes).
 keras.backend.clear_session = lambda *args, **kwargs: None
 
 st.title("Dice Loss Explorer")

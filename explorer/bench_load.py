@@ -190,7 +190,9 @@ def start_training(browser, url: str):
     start.wait_for(timeout=120_000)
     settle(page)
     start.click()
-    page.get_by_text("Epoch", exact=False).first.wait_for(timeout=180_000)
+    # the first epoch's predictions: the run is really going (not just queued or spawning)
+    page.get_by_text("Validation predictions after epoch", exact=False).first.wait_for(
+        timeout=300_000)
     return page
 
 

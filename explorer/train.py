@@ -95,6 +95,9 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--bench", action="store_true",
                      help="benchmark train() against a plain model.fit and print a table")
     out.add_argument("--bench-repeats", type=int, default=3)
+    out.add_argument("--bench-isolation", action="store_true",
+                     help="time Explore-style work idle and during a training run (in a "
+                     "thread vs in the child process the app uses) and print a table")
     return p
 
 
@@ -149,6 +152,9 @@ def main(argv=None) -> int:
         config.validate()
         if args.bench:
             print(bench_table(training.benchmark(config, repeats=args.bench_repeats)))
+            return 0
+        if args.bench_isolation:
+            print(training.isolation_table(training.bench_isolation(config)))
             return 0
 
         def on_epoch(record):
