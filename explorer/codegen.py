@@ -281,8 +281,9 @@ def _overlap(loss, s, code):
         code.body += ["fp, fn = pred_sum - inter, true_sum - inter",
                       "num = inter + SMOOTH",
                       "den = inter + ALPHA * fp + BETA * fn + SMOOTH + EPSILON"]
-    # with squared sums, Jaccard's and Tversky's denominators can reach 0 even with smooth > 0
-    guarded = s["smooth"] + s["epsilon"] == 0 or (s["squared"] and kind != "dice")
+    # den >= I + smooth + epsilon (squared Tversky needs alpha == beta: check_settings), so
+    # only smooth = epsilon = 0 can give 0/0
+    guarded = s["smooth"] + s["epsilon"] == 0
     code.body += _GUARD if guarded else ["score = num / den"]
     per_class = "1 - score"
     if kind == "tversky" and s["gamma"] != 1:

@@ -30,10 +30,18 @@ def trace_count() -> int:
 
 def probabilities_to_logits(y_pred: np.ndarray) -> np.ndarray:
     """``log(p / (1 - p))`` for one channel, ``log p`` for softmax channels, with ``p``
-    clipped to ``[1e-7, 1 - 1e-7]`` so that 0 and 1 map to finite logits."""
-    p = np.clip(np.asarray(y_pred, np.float64), losses.PROB_CLIP, 1 - losses.PROB_CLIP)
-    z = np.log(p) - np.log1p(-p) if p.shape[-1] == 1 else np.log(p)
-    return z if np.asarray(y_pred).dtype == np.float64 else z.astype(np.float32)
+    clipped to ``[1e-7, 1 - 1e-7]`` so that 0 and 1 map to finite logits.
+
+    Computed in the compute dtype (float64 for float64 input, else float32) by the same
+    TensorFlow ops as the compiled graph's logit: in float32 the upper clip is
+    ``float32(1 - 1e-7) = 1 - 1.19e-7`` (logit 15.94, not 16.12), so a loss of the logits
+    has the same value whether it is differentiated w.r.t. the probabilities or the logits.
+    """
+    y_pred = np.asarray(y_pred)
+    dtype = np.float64 if y_pred.dtype == np.float64 else np.float32
+    p = tf.convert_to_tensor(y_pred.astype(dtype, copy=False))
+    z = _logit(p) if p.shape[-1] == 1 else tf.math.log(_clip(p))
+    return z.numpy()
 
 
 def _is_numeric(value) -> bool:
@@ -69,8 +77,12 @@ def _build(loss_name, wrt, rank, channels, dtype, static, numeric_shapes):
     return value_and_grad
 
 
+def _clip(p):
+    return tf.clip_by_value(p, losses.PROB_CLIP, 1 - losses.PROB_CLIP)
+
+
 def _logit(p):
-    p = tf.clip_by_value(p, losses.PROB_CLIP, 1 - losses.PROB_CLIP)
+    p = _clip(p)
     return tf.math.log(p) - tf.math.log1p(-p)
 
 

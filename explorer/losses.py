@@ -130,7 +130,9 @@ _RULE_OVERRIDES = {
 
 
 def check_settings(loss_name: str, **settings) -> None:
-    """Raise ``ValueError`` naming the first bad keyword of ``loss_name``.
+    """Raise ``ValueError`` naming the first bad keyword of ``loss_name``, or a pair that
+    leaves the loss's range: ``soft_label`` with ``squared``, ``squared`` with
+    ``alpha != beta``.
 
     Values that are symbolic tensors (inside a compiled graph) are not inspected.
     """
@@ -139,6 +141,27 @@ def check_settings(loss_name: str, **settings) -> None:
         if rule is None:
             raise ValueError(f"{loss_name} got an unknown keyword {key!r}")
         rule(key, value)
+    _check_combinations(settings)
+
+
+def _check_combinations(settings):
+    """Settings that are fine alone but leave the loss's range together."""
+    if settings.get("squared") and settings.get("soft_label"):
+        # sum min(p, g) against sum p^2 + sum g^2: p = g = 1/2 gives Dice 2 * 0.5 / 0.5 = 2
+        raise ValueError(
+            "soft_label=True (the L1 intersection) can't be combined with squared=True "
+            "(sum p^2 + sum g^2): the score would exceed 1; use one of them")
+    alpha, beta = _concrete(settings.get("alpha")), _concrete(settings.get("beta"))
+    if settings.get("squared") and alpha is not None and beta is not None and alpha != beta:
+        # Squared, FP = sum p^2 - sum p g and FN = sum g^2 - sum p g can each be negative
+        # (g = 1, p = 1/2: FP = -1/4), so alpha != beta can push the denominator below I, even
+        # to <= 0. With alpha = beta = a >= 0 it cannot: FP + FN = sum (p - g)^2 >= 0, so
+        # I + a FP + a FN = I + a sum (p - g)^2 >= I and the index stays in [0, 1].
+        raise ValueError(
+            f"squared=True needs alpha == beta (got alpha={float(alpha):g}, "
+            f"beta={float(beta):g}): with sums of squares the false-positive and "
+            "false-negative terms can be negative on their own; use squared=False for "
+            "alpha != beta")
 
 
 def _compute_dtype(*arrays):
@@ -360,6 +383,7 @@ def tversky_loss(
     ``alpha`` weighs false positives, ``beta`` false negatives (Salehi et al. 2017);
     ``gamma > 1`` is the focal Tversky loss (Abraham & Khan 2019). With
     ``alpha = beta = 0.5`` it equals Dice with twice the smooth and epsilon.
+    ``squared=True`` needs ``alpha == beta`` (else ``ValueError``: see ``check_settings``).
     """
     return _tversky_family(
         y_true, y_pred, "tversky_loss", alpha=alpha, beta=beta, gamma=gamma, smooth=smooth,
@@ -573,7 +597,10 @@ class Degenerate(NamedTuple):
 def degenerate_cases(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
                      include_background=True, soft_label=False) -> list[Degenerate]:
     """Name every (image, class) of the Dice score where a mask is empty, and why the
-    score is what it is (0/0 gives NaN: "undefined")."""
+    score is what it is (0/0 gives NaN: "undefined"). Rejects what the losses reject."""
+    check_settings("degenerate_cases", smooth=smooth, epsilon=epsilon, squared=squared,
+                   per_image=per_image, include_background=include_background,
+                   soft_label=soft_label)
     g, p = prepare_inputs(y_true, y_pred)
     first = 0 if include_background or g.shape[-1] == 1 else 1
     g, p = _drop_background(g, p, include_background)

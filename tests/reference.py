@@ -60,6 +60,8 @@ def _images(y_true, y_pred, per_image):
 
 def overlap_sums(y_true, y_pred, *, squared=False, per_image=True, soft_label=False):
     """Return I, P, G as float64 arrays of shape [B, C] (or [1, C] when not per image)."""
+    if squared and soft_label:  # sum min(p, g) against sum p^2 + sum g^2: Dice can exceed 1
+        raise ValueError("the contract rejects soft_label=True with squared=True")
     rows_i, rows_p, rows_g = [], [], []
     for g, p in _images(y_true, y_pred, per_image):
         n_classes = g.shape[1]
@@ -187,6 +189,8 @@ def tversky_loss(y_true, y_pred, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0,
                  epsilon=0.0, squared=False, per_image=True, class_weights=None,
                  normalize_weights=True, include_background=True, soft_label=False):
     """(1 - TI(alpha, beta, smooth, epsilon)) ** (1 / gamma) per (b, c), then class reduction."""
+    if squared and alpha != beta:  # squared FP = sum p^2 - sum p g alone can be negative
+        raise ValueError("the contract rejects squared=True with alpha != beta")
     i, p, g = overlap_sums(y_true, y_pred, squared=squared, per_image=per_image,
                            soft_label=soft_label)
     losses = np.empty_like(i)

@@ -164,3 +164,49 @@ def test_weights_may_leave_out_background():
 def test_single_channel_ignores_include_background():
     assert float(losses.dice_loss(TRUTH, PRED, include_background=False)) == pytest.approx(
         float(losses.dice_loss(TRUTH, PRED)))
+
+
+# ------------------------------------------------------------- rejected combinations
+
+SOFT_SQUARED = "soft_label=True .*can't be combined with squared=True.*use one of them"
+SQUARED_TVERSKY = "squared=True needs alpha == beta.*alpha=2, beta=0.1"
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        *[(lambda fn=fn: losses.LOSSES[fn](TRUTH, PRED, squared=True, soft_label=True),
+           SOFT_SQUARED) for fn in ("dice_loss", "jaccard_loss", "tversky_loss",
+                                    "generalized_dice_loss", "bce_dice_loss",
+                                    "bce_log_dice_loss")],
+        (lambda: losses.dice_coefficient(TRUTH, PRED, squared=True, soft_label=True),
+         SOFT_SQUARED),
+        (lambda: losses.per_class_dice(TRUTH, PRED, squared=True, soft_label=True),
+         SOFT_SQUARED),
+        (lambda: losses.degenerate_cases(EMPTY, EMPTY, squared=True, soft_label=True),
+         SOFT_SQUARED),
+        (lambda: losses.DiceLoss(squared=True, soft_label=True), SOFT_SQUARED),
+        (lambda: gradients.loss_and_gradient("jaccard_loss", TRUTH, PRED, squared=True,
+                                             soft_label=True), SOFT_SQUARED),
+        (lambda: gradients.loss_value("dice_loss", TRUTH, PRED, squared=True,
+                                      soft_label=True), SOFT_SQUARED),
+        (lambda: losses.tversky_loss(TRUTH, PRED, alpha=2.0, beta=0.1, squared=True),
+         SQUARED_TVERSKY),
+        (lambda: losses.TverskyLoss(alpha=2.0, beta=0.1, squared=True), SQUARED_TVERSKY),
+        (lambda: gradients.loss_and_gradient("tversky_loss", TRUTH, PRED, wrt="logits",
+                                             alpha=2.0, beta=0.1, squared=True),
+         SQUARED_TVERSKY),
+    ],
+)
+def test_settings_that_leave_the_range_together_are_rejected(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("a", [0.0, 0.1, 0.5, 3.0])
+def test_squared_tversky_with_alpha_equal_beta_stays_in_range(a):
+    # one pixel g = 1, p = 1/2: I = 1/2, sum (p - g)^2 = 1/4, so TI = (1/2) / (1/2 + a/4)
+    g, p = np.ones((1, 1, 1, 1)), np.full((1, 1, 1, 1), 0.5)
+    value = float(losses.tversky_loss(g, p, alpha=a, beta=a, smooth=0.0, squared=True))
+    assert value == pytest.approx(1 - 0.5 / (0.5 + a / 4), rel=1e-12)
+    assert 0.0 <= value <= 1.0

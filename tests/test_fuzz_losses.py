@@ -132,7 +132,9 @@ NONNEGATIVE = st.one_of(st.just(0.0), st.sampled_from([1e-7, 1e-6, 1e-5, 1.0]),
                         st.floats(1e-7, 10.0))
 TVERSKY_AB = st.one_of(st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), st.floats(1e-3, 2.0))
 TERM_WEIGHT = st.one_of(st.just(0.0), st.floats(1e-3, 5.0))  # no subnormals (flushed to 0)
-SWITCHES = ("squared", "per_image", "soft_label", "normalize_weights", "include_background")
+SWITCHES = ("per_image", "normalize_weights", "include_background")
+# squared and soft_label: either, neither, not both (check_settings rejects the pair)
+SQUARED_SOFT_LABEL = st.sampled_from([(False, False), (True, False), (False, True)])
 
 
 @st.composite
@@ -156,6 +158,7 @@ def class_weights(draw, channels, include_background):
 def dice_keywords(draw, channels, *, weights=True):
     kw = {"smooth": draw(NONNEGATIVE), "epsilon": draw(NONNEGATIVE)}
     kw.update({name: draw(st.booleans()) for name in SWITCHES})
+    kw["squared"], kw["soft_label"] = draw(SQUARED_SOFT_LABEL)
     if weights:
         kw["class_weights"] = draw(class_weights(channels, kw["include_background"]))
     return kw
@@ -167,8 +170,10 @@ def loss_keywords(draw, name, channels):
     if name in ("dice_loss", "jaccard_loss", "bce_log_dice_loss"):
         return draw(dice_keywords(channels))
     if name == "tversky_loss":
-        return {**draw(dice_keywords(channels)), "alpha": draw(TVERSKY_AB),
-                "beta": draw(TVERSKY_AB),
+        kw = draw(dice_keywords(channels))
+        alpha = draw(TVERSKY_AB)
+        beta = alpha if kw["squared"] else draw(TVERSKY_AB)  # squared needs alpha == beta
+        return {**kw, "alpha": alpha, "beta": beta,
                 "gamma": draw(st.one_of(st.sampled_from([1.0, 0.5, 2.0, 4 / 3]),
                                         st.floats(0.25, 4.0)))}
     if name == "generalized_dice_loss":
@@ -208,14 +213,6 @@ def loss_cases(draw, names=tuple(losses.LOSSES), **mask_options):
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _known_bug(name, kw):
-    """Settings where the library leaves its range (reported; see the xfail tests below)."""
-    if kw.get("squared") and kw.get("soft_label") and name not in (
-            "binary_crossentropy", "focal_loss", "lovasz_hinge", "lovasz_softmax"):
-        return True  # L1 intersection with squared sums: Dice can exceed 1
-    return (name == "tversky_loss" and kw["squared"] and kw["alpha"] != kw["beta"])
 
 
 def _call(name, g, p, kw):
@@ -320,7 +317,6 @@ def _close(a, b, *, rtol, atol):
 @given(loss_cases())
 def test_every_loss_in_its_range_and_nan_only_for_the_documented_0_over_0(case):
     name, g, p, kw = case
-    assume(not _known_bug(name, kw))
     value = _call(name, g, p, kw)
     _check_nan_rule(name, g, p, kw, value)
     if math.isnan(value):
@@ -340,7 +336,6 @@ def test_every_loss_in_its_range_and_nan_only_for_the_documented_0_over_0(case):
 def test_scores_in_unit_interval(pair, data):
     g, p = pair
     kw = data.draw(dice_keywords(g.shape[-1]))
-    assume(not (kw["squared"] and kw["soft_label"]))
     tol = _tolerance(g.dtype)
     per_class_kw = {k: kw[k] for k in ("smooth", "epsilon", "squared", "per_image", "soft_label")}
     scores = losses.per_class_dice(g, p, **per_class_kw).numpy()
@@ -478,7 +473,6 @@ def _oracle(name, g, p, kw):
 @given(loss_cases())
 def test_every_loss_equals_the_numpy_oracle(case):
     name, g, p, kw = case
-    assume(not _known_bug(name, kw))  # there the two also round 1 - TI < 0 differently
     got, want = _call(name, g, p, kw), float(_oracle(name, g, p, kw))
     single = g.dtype == np.float32
     rtol, atol = _value_tolerance(name, g, kw, rtol=2e-4 if single else 1e-9,
@@ -508,8 +502,7 @@ def test_gradients_are_finite_for_every_valid_input(case, wrt):
     name, g, p, kw = case
     value, grad = gradients.loss_and_gradient(name, g, p, wrt=wrt, **kw)
     assert grad.shape == p.shape
-    if wrt == "probabilities" and not (name in losses.TAKES_LOGITS and g.dtype == np.float32):
-        # the compiled value is the eager one (float32 Lovász hinge: see the xfail below)
+    if wrt == "probabilities":  # the compiled value is the eager one
         eager = _call(name, g, p, kw)
         rtol, atol = _value_tolerance(name, g, kw, rtol=10 * _tolerance(g.dtype),
                                       atol=10 * _tolerance(g.dtype))
@@ -523,45 +516,60 @@ def test_gradients_are_finite_for_every_valid_input(case, wrt):
     assert np.all(np.isfinite(grad)), grad[~np.isfinite(grad)]
 
 
-# --------------------------------------------------------------- known bugs
+# ------------------------------------------------- settings that left the range
+
+# Found by the properties above: soft_label with squared let Dice exceed 1 (p = g = 1/2, smooth
+# 0: dice_loss -1), and squared Tversky with alpha != beta a negative denominator (g = 1,
+# p = 1/2, alpha 2, beta 0.1: loss -9). check_settings now rejects both combinations.
 
 
-@pytest.mark.xfail(strict=True, reason="library bug, reported: soft_label=True (L1 "
-                   "intersection) with squared=True compares sum min(p, g) with sum p^2 + "
-                   "sum g^2, so Dice exceeds 1 (loss < 0) and Jaccard hits 0/0 on non-empty "
-                   "masks; the oracle in tests/reference.py mirrors it")
-@pytest.mark.parametrize("name", ["dice_loss", "jaccard_loss", "generalized_dice_loss"])
-def test_known_bug_soft_label_with_squared_leaves_the_range(name):
-    half = np.full((1, 1, 1, 1), 0.5)  # one pixel, truth = prediction = 0.5
-    try:
-        value = _call(name, half, half, {"smooth": 0.0, "squared": True, "soft_label": True})
-    except ValueError:
-        return  # a fix that rejects the combination is fine too
-    assert 0.0 <= value <= 1.0  # today: -1 for Dice and generalized Dice, NaN for Jaccard
+@settings(FUZZ, max_examples=40)
+@given(loss_cases(names=("dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss",
+                         "bce_dice_loss", "bce_log_dice_loss"), channels=GRAD_CHANNELS),
+       st.sampled_from(["eager", "compiled"]))
+def test_soft_label_with_squared_is_rejected(case, path):
+    name, g, p, kw = case
+    kw = {**kw, "squared": True, "soft_label": True}
+    if name == "tversky_loss":
+        kw["beta"] = kw["alpha"]  # only the soft_label/squared pair is wrong
+    with pytest.raises(ValueError, match="soft_label=True .* squared=True"):
+        if path == "eager":
+            _call(name, g, p, kw)
+        else:
+            gradients.loss_and_gradient(name, g, p, **kw)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug, reported: with squared=True the "
-                   "Tversky FP = sum p^2 - sum p g can be negative, so alpha != beta gives a "
-                   "negative loss (alpha=2, beta=0.1: -9)")
-def test_known_bug_squared_tversky_with_unequal_alpha_beta_goes_negative():
-    g, p = np.ones((1, 1, 1, 1)), np.full((1, 1, 1, 1), 0.5)
-    try:
-        value = _call("tversky_loss", g, p, {"alpha": 2.0, "beta": 0.1, "smooth": 0.0,
-                                             "squared": True})
-    except ValueError:
-        return
-    assert 0.0 <= value <= 1.0
+@settings(FUZZ, max_examples=40)
+@given(loss_cases(names=("tversky_loss",), channels=GRAD_CHANNELS), st.data())
+def test_squared_tversky_needs_alpha_equal_beta(case, data):
+    name, g, p, kw = case
+    kw = {**kw, "squared": True, "soft_label": False}
+    kw["beta"] = data.draw(TVERSKY_AB.filter(lambda b: b != kw["alpha"]))
+    with pytest.raises(ValueError, match="squared=True needs alpha == beta"):
+        _call(name, g, p, kw)
+    # alpha = beta = a: den = I + a sum (p - g)^2 >= I, so the loss stays in its range
+    kw["beta"] = kw["alpha"]
+    value = _call(name, g, p, kw)
+    _check_nan_rule(name, g, p, kw, value)
+    if not math.isnan(value):
+        tol = _tolerance(g.dtype) * max(1.0, _upper_bound(name, g, kw))
+        assert -tol <= value <= _upper_bound(name, g, kw) * (1 + tol) + tol
 
 
-@pytest.mark.xfail(strict=True, reason="gradients.py inconsistency, reported: for float32 the "
-                   "graph's logit clips p at float32(1 - 1e-7) = 1 - 1.19e-7 (logit 15.94) while "
-                   "probabilities_to_logits clips in float64 (logit 16.12), so Lovasz hinge at "
-                   "p = 1 gives 16.94 with wrt='probabilities' and 17.12 with wrt='logits'")
-def test_known_bug_float32_lovasz_hinge_value_depends_on_wrt():
-    g, p = np.zeros((1, 1, 1, 1), np.float32), np.ones((1, 1, 1, 1), np.float32)
+@pytest.mark.parametrize("g_value, p_value", [(0, 1), (1, 0), (0, 0), (1, 1)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lovasz_hinge_value_does_not_depend_on_wrt_on_saturated_inputs(g_value, p_value, dtype):
+    """Both paths clip p in the input's dtype: float32(1 - 1e-7) = 1 - 2**-23 in float32."""
+    g, p = np.full((1, 1, 1, 1), g_value, dtype), np.full((1, 1, 1, 1), p_value, dtype)
     values = [gradients.loss_and_gradient("lovasz_hinge", g, p, wrt=wrt)[0]
               for wrt in gradients.WRT]
-    assert values[0] == pytest.approx(values[1], rel=1e-5)
+    assert values[0] == pytest.approx(values[1], rel=1e-6)
+    # one pixel: the Lovász weight is 1 and the loss relu(1 - z (2g - 1)), z the logit of p
+    # clipped to the dtype's [1e-7, 1 - 1e-7] (float32: 1 - 1.19e-7, z = 15.94, not 16.12)
+    clipped = min(max(p_value, float(dtype(CLIP))), float(dtype(1 - CLIP)))
+    z = math.log(clipped) - math.log1p(-clipped)
+    assert values[0] == pytest.approx(max(1 - z * (2 * g_value - 1), 0.0), rel=1e-6)
+    assert values[0] == pytest.approx(_call("lovasz_hinge", g, p, {}), rel=1e-6)
 
 
 # ---------------------------------------------------------------- mask pipeline

@@ -177,8 +177,9 @@ TVERSKY_KWARGS = {
     "focal-gamma0.75-a0.3-b0.7": dict(alpha=0.3, beta=0.7, gamma=0.75),
     "focal-gamma4/3-eps1e-5": dict(alpha=0.3, beta=0.7, gamma=4.0 / 3.0, smooth=1e-5,
                                    epsilon=1e-5),
-    "squared-weights-unnormalized": dict(alpha=0.4, beta=0.6, squared=True,
-                                         class_weights=WEIGHTS, normalize_weights=False),
+    # squared needs alpha == beta (check_settings); a = b > 1 keeps I + a sum (p - g)^2 >= I
+    "squared-a=b=1.5-weights-unnormalized": dict(alpha=1.5, beta=1.5, squared=True,
+                                                 class_weights=WEIGHTS, normalize_weights=False),
     "soft-label-no-background-gamma2": dict(alpha=0.6, beta=0.4, gamma=2.0, soft_label=True,
                                             include_background=False),
 }
@@ -260,7 +261,7 @@ BCE_DICE_KWARGS = {
     "defaults": {},
     "weighted-whole-batch-smooth0": dict(bce_weight=0.5, dice_weight=2.0, per_image=False,
                                          smooth=0.0, epsilon=1e-7),
-    "squared-soft-label": dict(squared=True, soft_label=True),
+    "soft-label": dict(soft_label=True),  # (with squared=True too it is rejected)
 }
 
 
