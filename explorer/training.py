@@ -1145,16 +1145,31 @@ def _keras_bytes(model) -> bytes | None:
         return path.read_bytes() if path.stat().st_size <= MODEL_BYTES_CAP else None
 
 
+def _lower_priority(nice: int) -> None:
+    """Every thread of this process (TensorFlow's import already started some; Linux sets
+    priority per thread) at ``nice`` and, where there is one, in Linux's idle class: the
+    child then runs on cores nobody else wants, so people moving sliders never wait for it.
+    Threads made later inherit both."""
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+            if hasattr(os, "SCHED_IDLE"):
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass
+
+
 def _child_main(configs, queue, stop, threads, nice):
     """The training process: :func:`compare` on ``configs``, reported over ``queue``
     as ``(kind, payload)`` messages; stops when ``stop`` is set. The results come
     back without model and data; the last one with its model as ``.keras`` bytes."""
     _die_with_parent()
     if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
+        _lower_priority(nice)
     if threads:  # before TensorFlow runs its first op
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -21,8 +21,8 @@ def _actions(at):
                  "number_input", "multiselect", "button"):
         for widget in at.get(kind):
             key = getattr(widget, "key", None) or ""
-            if any(part in key for part in SKIP):
-                continue
+            if any(part in key for part in SKIP) or getattr(widget, "disabled", False):
+                continue  # a person can't change a disabled widget either
             found.append((kind, widget))
     return found
 

@@ -75,17 +75,18 @@ def test_requirement_files_named_by_the_commands_exist():
 
 def test_files_in_the_layout_exist():
     (layout,) = code_blocks(section("Layout"))
-    folder = ""
+    parents: list[tuple[int, str]] = []  # (indent, folder) of the folders we are inside
     for line in layout.splitlines():
         if not line.strip():
             continue
-        name = line.split()[0]
-        if not line.startswith(" "):
-            folder = name if name.endswith("/") else ""
+        indent, name = len(line) - len(line.lstrip()), line.split()[0]
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        path = "".join(folder for _, folder in parents) + name
         if name.endswith("/"):
+            parents.append((indent, name))
             continue  # folders: some (sample_data/) may still be empty, which git does not keep
-        path = ROOT / (folder + name if line.startswith(" ") else name)
-        assert path.is_file(), f"README's layout names {path.relative_to(ROOT)}, which does not exist"
+        assert (ROOT / path).is_file(), f"README's layout names {path}, which does not exist"
 
 
 def test_python_examples_run(tmp_path, monkeypatch):

@@ -4,8 +4,8 @@ Training runs in a child process (``training.TrainingJob``), not in the server: 
 thread it would share the server's cores and GIL with every other session and slow
 their Explore tab. A server-wide limiter (the one deliberately shared object) lets a
 few runs go at once and queues the others, first come first served. Each session has
-at most one job, kept in its ``st.session_state``; a fragment polls it once a second
-while it is queued or running.
+at most one job, kept in its ``st.session_state``; a fragment polls it every
+``POLL_SECONDS`` while it is queued or running.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from explorer import training
 from explorer.settings import LOSS_LABELS
 from explorer.ui import widgets
 
+# an epoch takes seconds; polling faster only redraws the same curves for a watching class
+POLL_SECONDS = 2.0
 CURVES = {"loss": "training loss", "val_dice": "validation Dice", "val_iou": "validation IoU",
           "val_dice_small": "validation Dice, small objects"}
 
@@ -142,7 +144,7 @@ def render() -> None:
         st.caption(f"This server trains {_runs(counts['capacity'])} at a time; now "
                    f"{counts['running']} running, {counts['waiting']} waiting.")
     with live_col:
-        st.fragment(live, run_every=1.0 if busy else None)()
+        st.fragment(live, run_every=POLL_SECONDS if busy else None)()
 
 
 def _check(configs, compare_mode) -> str | None:
