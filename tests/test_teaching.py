@@ -321,3 +321,30 @@ def test_lovasz_step_through(at, classes):
     step.set_value(5)
     _run(at)
     assert any("Here it is" in c.value for c in at.caption)
+
+
+def test_infinite_log_dice_is_explained(at):
+    """Dice exactly 0 (nothing predicted, smooth 0): BCE − log Dice is ∞, said in words."""
+    at.radio(key="prediction_source").set_value("Empty")
+    at.slider(key="confidence").set_value(1.0)
+    at.slider(key="blur").set_value(0.0)
+    at.number_input(key="smooth").set_value(0.0)
+    _run(at)
+    frame = at.table[0].value
+    assert frame.loc["BCE − log Dice", "value"] == "∞"
+    assert frame.loc["Dice loss", "value"] == "1.000000"
+    assert any("is infinite: the Dice coefficient is exactly 0" in i.value for i in at.info)
+
+
+def test_refused_settings_are_said_not_computed(at):
+    """Squared Tversky with α ≠ β has negative terms: its row says why, no number."""
+    at.checkbox(key="squared").check()
+    at.selectbox(key="loss").set_value("tversky_loss")
+    at.slider(key="alpha").set_value(0.3)
+    _run(at)
+    frame = at.table[0].value
+    assert frame.loc["Tversky loss", "value"] == "not defined here"
+    assert _chosen(at) == "not defined here"
+    assert any("squared=True needs alpha == beta" in w.value for w in at.warning)
+    assert float(frame.loc["Dice loss", "value"]) > 0  # the others are still computed
+    assert at.checkbox(key="soft_label").disabled  # the pair that would exceed 1 is locked

@@ -162,6 +162,8 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
 def _shown(value: float, refused: str = "") -> str:
     if refused:
         return "not defined here"
+    if math.isinf(value):
+        return "∞"
     return "undefined (0/0)" if math.isnan(value) else f"{value:.6f}"
 
 
@@ -209,6 +211,9 @@ def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> bool:
     for row in rows:
         if row.refused:
             st.warning(f"{row.label}: {row.refused}")
+        elif math.isinf(row.value):
+            st.info(f"{row.label} is infinite: the Dice coefficient is exactly 0 here, and "
+                    "−log 0 = ∞. Any overlap, or smooth > 0, makes it finite.")
     for case in losses.degenerate_cases(truth, pred, smooth=settings.smooth,
                                         epsilon=settings.epsilon, squared=settings.squared,
                                         per_image=settings.per_image,
