@@ -16,7 +16,7 @@ st.set_page_config(page_title="Dice Loss Explorer", page_icon="🎯", layout="wi
 
 import keras  # noqa: E402
 
-from explorer.ui import explore, teach, train, widgets  # noqa: E402  (TensorFlow loads once)
+from explorer.ui import explore, teach, train  # noqa: E402  (TensorFlow loads once)
 
 # Streamlit calls keras.backend.clear_session() after every run. Here that would empty
 # TensorFlow's kernel cache (every slider move ~10x slower); the explorer keeps no Keras
@@ -29,7 +29,6 @@ st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a predic
            "computed by `explorer`, a library you can use in your own Keras model.")
 teach.remember_link()  # before any widget: what the link asked for
 TABS = ["Explore", "Train"]
-widgets.persist_widget_state(st.session_state.get("main_tabs", TABS[0]))  # tabs are lazy
 teach.sidebar()
 explore_tab, train_tab = st.tabs(TABS, on_change="rerun", bind="query-params", key="main_tabs")
 if explore_tab.open:

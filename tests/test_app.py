@@ -234,3 +234,6 @@ def test_train_tab_trains_with_tiny_settings_and_keeps_the_explore_state(at):
     at.session_state["main_tabs"] = "Explore"
     _run(at)
     assert at.number_input(key="smooth").value == 0.5
+    at.session_state["main_tabs"] = "Train"  # and back: the Train tab kept its settings too
+    _run(at)
+    assert at.slider(key="train_epochs").value == 1

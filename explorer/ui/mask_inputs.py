@@ -10,7 +10,7 @@ import streamlit as st
 
 from explorer import charts, masks
 from explorer.scenarios import DEFAULTS as DEFAULT
-from explorer.ui.widgets import SHARE, folded
+from explorer.ui.widgets import KEEP, SHARE, folded
 
 CANVAS_SIDE = 256
 SIZES = (64, 128, 256, 512)
@@ -66,8 +66,8 @@ def _draw(side: str, num_classes: int, size: int, background) -> np.ndarray:
 
     names = ["erase"] + [f"class {c}" for c in range(1, num_classes)]
     c1, c2 = st.columns(2)
-    brush = c1.selectbox("Brush", names, index=1, key=f"{side}_brush")
-    width = c2.slider("Brush size", 1, 50, 14, key=f"{side}_brush_size")
+    brush = c1.selectbox("Brush", names, index=1, **KEEP, key=f"{side}_brush")
+    width = c2.slider("Brush size", 1, 50, 14, **KEEP, key=f"{side}_brush_size")
     color = masks.CLASS_COLORS[names.index(brush)]
     result = st_canvas(
         stroke_width=width, stroke_color=color, background_image=background,

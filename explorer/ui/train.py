@@ -23,6 +23,7 @@ import tensorflow as tf
 from explorer import training
 from explorer.settings import LOSS_LABELS
 from explorer.ui import widgets
+from explorer.ui.widgets import KEEP
 
 # an epoch takes seconds; polling faster only redraws the same curves for a watching class
 POLL_SECONDS = 2.0
@@ -73,41 +74,41 @@ def _runs(n: int) -> str:
 def config_panel() -> tuple[list[training.TrainConfig], bool]:
     """The training settings; returns the configs to train and whether to compare."""
     st.subheader("Data and model")
-    dataset = st.selectbox("Dataset", training.DATASETS, key="train_dataset",
+    dataset = st.selectbox("Dataset", training.DATASETS, **KEEP, key="train_dataset",
                            format_func={"synthetic": "synthetic shapes (imbalanced)",
                                         "coins": "coins (scikit-image tiles)"}.get)
     knobs = {}
     if dataset == "synthetic":
         with st.expander("Synthetic data knobs"):
             knobs["foreground_fraction"] = st.slider(
-                "Foreground fraction", 0.02, 0.5, 0.1, 0.01, key="train_fg",
+                "Foreground fraction", 0.02, 0.5, 0.1, 0.01, **KEEP, key="train_fg",
                 help="Class imbalance: the share of foreground pixels.")
             knobs["object_count"] = st.slider("Objects per image", 1, 12, 4,
-                                              key="train_count")
+                                              **KEEP, key="train_count")
     # a GPU trains a larger model on larger images in the same minute (mixed precision on)
     gpu = bool(tf.config.list_physical_devices("GPU"))
     c1, c2 = st.columns(2)
     image_size = c1.selectbox("Image size", [32, 64, 96, 128], index=3 if gpu else 1,
-                              key="train_size")
-    epochs = c2.slider("Epochs", 1, 30, training.TrainConfig.epochs, key="train_epochs")
+                              **KEEP, key="train_size")
+    epochs = c2.slider("Epochs", 1, 30, training.TrainConfig.epochs, **KEEP, key="train_epochs")
     batch_size = c1.selectbox("Batch size", [4, 8, 16, 32, 64], index=4 if gpu else 2,
-                              key="train_batch")
+                              **KEEP, key="train_batch")
     learning_rate = c2.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
                                      value=training.TrainConfig.learning_rate,
-                                     key="train_lr")
+                                     **KEEP, key="train_lr")
     width = c1.selectbox("U-Net width", [4, 8, 16, 32], index=2 if gpu else 1,
-                         key="train_width")
-    depth = c2.selectbox("U-Net depth", [1, 2, 3, 4], index=2, key="train_depth")
-    seed = c1.number_input("Seed", 0, 10_000, 0, key="train_seed")
-    flips = c2.checkbox("Random flips", value=True, key="train_flips")
+                         **KEEP, key="train_width")
+    depth = c2.selectbox("U-Net depth", [1, 2, 3, 4], index=2, **KEEP, key="train_depth")
+    seed = c1.number_input("Seed", 0, 10_000, 0, **KEEP, key="train_seed")
+    flips = c2.checkbox("Random flips", value=True, **KEEP, key="train_flips")
     st.subheader("Loss")
-    compare_mode = st.toggle("Compare several losses", key="train_compare",
+    compare_mode = st.toggle("Compare several losses", **KEEP, key="train_compare",
                              help="Same data and seed, one after another.")
     picked = None
     if compare_mode:
         picked = st.multiselect("Losses (2 to 4)", list(LOSS_LABELS), max_selections=4,
                                 default=["dice_loss", "binary_crossentropy", "bce_dice_loss"],
-                                format_func=LOSS_LABELS.get, key="train_losses")
+                                format_func=LOSS_LABELS.get, **KEEP, key="train_losses")
     with st.expander("Loss settings (shared with the Explore tab)", expanded=not compare_mode):
         settings = widgets.settings_panel(2, np.zeros((1, 1), np.int32))
     picked = picked if compare_mode else [settings.loss]

@@ -21,35 +21,11 @@ DEFAULTS = Settings()
 LOG = logging.getLogger("explorer")
 
 
-# every Explore control lives in the URL (a copied link reopens the view) and keeps its
-# value while it is not drawn (a closed sub-tab, presenter mode, the other main tab)
-SHARE = {"bind": "query-params", "persist_state": "session"}
-
-# widgets whose state cannot be written back (buttons, uploads, canvases, tabs)
-_NOT_PERSISTED = ("_upload", "_canvas_", "_tabs", "download_", "inverse_frequency",
-                  "weights_reset", "train_start", "train_stop", "scenario_button",
-                  "scenario_reset", "FormSubmitter")
-# the loss settings, drawn in both tabs (binary subset in Train)
-SHARED_KEYS = frozenset({
-    "loss", "smooth", "smooth_grid", "epsilon", "epsilon_grid", "squared", "per_image",
-    "soft_label", "threshold", "alpha", "beta", "tversky_gamma", "focal_gamma",
-    "focal_alpha_on", "focal_alpha", "lovasz_classes", "bce_weight", "dice_weight"})
-
-
-def persist_widget_state(open_tab: str) -> None:
-    """Keep the values of the widgets of the tab that is not drawn. Streamlit forgets
-    the state of widgets a run does not draw; writing it back makes it the session's
-    own. Widgets drawn in this run are left alone (writing them would clash with their
-    defaults)."""
-    def hidden(key: str) -> bool:
-        if open_tab == "Train":
-            return not key.startswith("train_") and key not in SHARED_KEYS
-        return key.startswith("train_")
-
-    for key in list(st.session_state.keys()):
-        if (isinstance(key, str) and hidden(key)
-                and not any(part in key for part in _NOT_PERSISTED)):
-            st.session_state[key] = st.session_state[key]
+# Streamlit forgets the value of a widget a run does not draw (the other main tab, a
+# closed sub-tab, presenter mode); these keep it for the session
+KEEP = {"persist_state": "session"}
+# every Explore control also lives in the URL: a copied link reopens the view
+SHARE = {"bind": "query-params", **KEEP}
 
 
 def folded(label: str):
