@@ -46,12 +46,23 @@ def default_masks():
 
 def test_every_tab_renders(at):
     assert at.metric[0].label == "Dice loss (chosen)"
-    keys = {chart.key for chart in at.get("plotly_chart")}
-    assert {"truth_figure", "prob_figure", "gradient_heatmap"} <= keys
+    assert not at.get("plotly_chart")  # pictures by default: quick to draw
+    captions = [image.proto.imgs[0].caption for image in at.get("image")]
+    assert "Truth" in captions and "Hard prediction, truth outlined in white" in captions
+    assert any(c.startswith("p (class 1), truth outlined") for c in captions)
+    assert any(c.startswith("∂L/∂p, Dice loss. Bar: ∂L/∂p from −") for c in captions)
     assert r"\mathrm{Dice}" in at.latex[0].value  # the formula tab is open first
     at.session_state["explore_tabs"] = TABS[1]
     _run(at)
-    assert "compare_dice_loss" in {chart.key for chart in at.get("plotly_chart")}
+    captions = [image.proto.imgs[0].caption for image in at.get("image")]
+    assert any(c.startswith("Dice loss = 0.368") for c in captions)
+    at.toggle(key="hover_values").set_value(True)
+    _run(at)
+    keys = {chart.key for chart in at.get("plotly_chart")}
+    assert {"truth_figure", "prob_figure", "pred_figure", "gradient_heatmap",
+            "compare_dice_loss", "compare_lovasz"} <= keys
+    assert not [image for image in at.get("image")
+                if image.proto.imgs[0].caption.startswith("Truth")]
     at.session_state["explore_tabs"] = TABS[2]
     _run(at)
     labels = [m.label for m in at.metric]

@@ -311,3 +311,108 @@ def test_sweep_log_axis_without_zero_or_within_a_decade():
     assert list(fig.data[0].x) == [2.0, 3.0, 5.0] and list(fig.data[1].x) == [3.0, 3.0]
     with pytest.raises(ValueError, match="x > 0"):
         charts.sweep_figure([0.0], {"a": [1.0]}, x_title="s", y_title="l", log_x=True)
+
+
+# --------------------------------------------------------------------- pictures
+
+
+def _scale_color(colorscale: str, t: float) -> np.ndarray:
+    """plotly's own colour for the normalised value ``t`` (the reference for the LUT)."""
+    import plotly.colors
+    return np.array(plotly.colors.unlabel_rgb(plotly.colors.sample_colorscale(colorscale, [t])[0]))
+
+
+def _cell(image, factor, row, col):
+    """The screen-pixel block of cell (row, col), checked to be one colour."""
+    block = image[row * factor:(row + 1) * factor, col * factor:(col + 1) * factor]
+    assert (block == block[0, 0]).all()
+    return block[0, 0].astype(int)
+
+
+def test_gradient_picture_colours_each_cell_by_its_value():
+    grad = np.zeros((64, 64))
+    grad[2, 3], grad[4, 5], grad[6, 7], grad[8, 9] = 2e-3, -1e-3, -2e-3, np.nan
+    image = charts.gradient_picture(grad, truth_fg=np.zeros((64, 64), bool))
+    factor = 6  # 64 cells blown up to at least PICTURE_SIDE = 384
+    assert image.dtype == np.uint8
+    assert image.shape == (384 + charts.BAR_GAP + charts.BAR_HEIGHT, 384, 3)
+    np.testing.assert_allclose(_cell(image, factor, 2, 3), _scale_color("RdBu_r", 1.0), atol=1)
+    np.testing.assert_allclose(_cell(image, factor, 6, 7), _scale_color("RdBu_r", 0.0), atol=1)
+    np.testing.assert_allclose(_cell(image, factor, 4, 5), _scale_color("RdBu_r", 0.25), atol=2)
+    np.testing.assert_allclose(_cell(image, factor, 0, 0), _scale_color("RdBu_r", 0.5), atol=1)
+    assert tuple(_cell(image, factor, 8, 9)) == charts.NAN_RGB  # 0/0 is not a colour
+    assert charts.gradient_limit(grad) == 2e-3
+
+
+def test_gradient_picture_all_zero_is_white_not_an_error():
+    image = charts.gradient_picture(np.zeros((10, 10)), truth_fg=np.zeros((10, 10), bool))
+    np.testing.assert_allclose(image[0, 0], _scale_color("RdBu_r", 0.5), atol=1)
+
+
+def test_picture_outline_runs_along_the_truth_pixel_edges():
+    truth = _square_truth(64, rows=(10, 20), cols=(10, 30))
+    image = charts.gradient_picture(np.zeros((64, 64)), truth_fg=truth)
+    black = (image[:384] == 0).all(-1)
+    factor = 6
+    # two screen pixels straddle each edge: rows 59 and 60 above row 10 of the truth
+    assert black[10 * factor - 1, 10 * factor:30 * factor].all()
+    assert black[10 * factor, 10 * factor:30 * factor].all()
+    assert black[20 * factor - 1, 10 * factor + 3] and black[20 * factor, 10 * factor + 3]
+    assert black[15 * factor, 10 * factor - 1] and black[15 * factor, 30 * factor]
+    assert not black[15 * factor, 20 * factor]  # inside
+    assert not black[5 * factor, 20 * factor]  # outside
+    # nothing but the square's edges: 2-pixel bands, overlapping in one pixel per corner
+    assert black.sum() == 2 * 2 * (10 + 20) * factor - 4
+
+
+def test_picture_samples_large_masks_exactly_like_the_figures():
+    grad, prob, truth = _inputs(512)
+    image = charts.gradient_picture(grad, truth_fg=np.zeros_like(truth))
+    cells, step = charts.downsample(grad, 128)
+    assert step == 4 and image.shape[1] == 128 * 3
+    limit = charts.gradient_limit(grad)  # over the full array, not only the sampled cells
+    assert limit == np.abs(grad).max()
+    for r, c in [(0, 0), (17, 99), (127, 127)]:
+        t = (cells[r, c] + limit) / (2 * limit)
+        np.testing.assert_allclose(_cell(image, 3, r, c), _scale_color("RdBu_r", t), atol=2)
+
+
+def test_probability_picture_scale_outline_and_bar():
+    prob = np.zeros((32, 32))
+    prob[:, 16:] = 1.0
+    truth = _square_truth(32, rows=(4, 8), cols=(2, 6))
+    image = charts.probability_picture(prob, truth_fg=truth)
+    factor = 12  # 32 cells to 384 screen pixels
+    np.testing.assert_array_equal(_cell(image, factor, 20, 3), _rgb("#440154"))  # p = 0
+    np.testing.assert_array_equal(_cell(image, factor, 20, 20), _rgb("#fde725"))  # p = 1
+    assert tuple(image[4 * factor, 3 * factor]) == _rgb("#ff3d7f")  # the truth's top edge
+    bar = image[-charts.BAR_HEIGHT:]
+    assert (bar == bar[0]).all()  # one row repeated
+    np.testing.assert_array_equal(bar[0, 0], _rgb("#440154"))  # low on the left
+    np.testing.assert_array_equal(bar[0, -1], _rgb("#fde725"))
+    assert (image[384:384 + charts.BAR_GAP] == 255).all()
+
+
+@pytest.mark.parametrize("num_classes", [2, 4])
+def test_mask_picture_uses_class_colours_and_a_white_truth_outline(num_classes):
+    labels = np.zeros((48, 48), np.int32)
+    labels[10:20, 10:20] = num_classes - 1
+    image = charts.mask_picture(labels, num_classes=num_classes)
+    assert image.shape == (384, 384, 3)  # no bar: classes are not a scale
+    factor = 8
+    np.testing.assert_array_equal(_cell(image, factor, 0, 0), _rgb(CLASS_COLORS[0]))
+    np.testing.assert_array_equal(_cell(image, factor, 15, 15),
+                                  _rgb(CLASS_COLORS[num_classes - 1]))
+    truth = np.zeros((48, 48), np.int32)
+    truth[30:40, 30:40] = 1
+    outlined = charts.mask_picture(labels, num_classes=num_classes, outline=truth)
+    assert (outlined[30 * factor, 35 * factor] == 255).all()
+    np.testing.assert_array_equal(outlined[15 * factor, 15 * factor],
+                                  _rgb(CLASS_COLORS[num_classes - 1]))
+
+
+def test_pictures_refuse_mismatched_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        charts.gradient_picture(np.zeros((4, 4)), truth_fg=np.zeros((4, 5), bool))
+    with pytest.raises(ValueError, match="one shape"):
+        charts.mask_picture(np.zeros((4, 4)), num_classes=2, outline=np.zeros((5, 4)))

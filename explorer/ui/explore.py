@@ -27,6 +27,7 @@ tf.get_logger().setLevel("ERROR")
 
 WRT_LABELS = {"probabilities": "∂L/∂p", "logits": "∂L/∂logit"}
 COMPARE_DEFAULT = ("dice_loss", "binary_crossentropy", "lovasz")
+PICTURE_WIDTH = 300  # screen pixels: about the interactive figures' size
 
 
 def render() -> None:
@@ -39,6 +40,10 @@ def render() -> None:
                             format_func=lambda s: f"{s}×{s}")
     top[2].caption("Draw, generate, pick or upload a truth and a prediction; the numbers and "
                    "the gradient below follow every change.")
+    top[2].toggle("Hover values", **SHARE, key="hover_values",
+                  help="Interactive heatmaps: hover a pixel for its x, y, truth, p and gradient. "
+                       "They take a browser several times longer to draw than pictures, which "
+                       "shows when a whole class shares one small server.")
     truth_col, pred_col, prob_col = st.columns(3)
     with truth_col, widgets.panel("Ground truth"):
         st.subheader("Ground truth")
@@ -46,8 +51,9 @@ def render() -> None:
         smoothing = st.slider("Label smoothing", 0.0, 0.5, DEFAULTS["label_smoothing"], 0.01, **SHARE, key="label_smoothing",
                               help="Soft truth: g·(1−a) + a/K. Try it with 'Soft labels (L1)'.")
         if truth_labels is not None:
-            st.plotly_chart(charts.mask_figure(truth_labels, num_classes=classes,
-                                               title="Truth"), key="truth_figure")
+            _view(lambda: charts.mask_figure(truth_labels, num_classes=classes, title="Truth"),
+                  lambda: charts.mask_picture(truth_labels, num_classes=classes),
+                  key="truth_figure", caption="Truth")
     with pred_col, widgets.panel("Prediction"):
         st.subheader("Prediction")
         pred = mask_inputs.prediction_input(classes, size, truth_labels)
@@ -65,18 +71,40 @@ def render() -> None:
     with prob_col, widgets.panel("Probability map"):
         st.subheader("Probabilities")
         channel = _class_picker(classes, "prob_class")
-        st.plotly_chart(charts.probability_figure(prob[..., channel],
-                                                  truth_fg=_fg(truth_labels, classes, channel),
-                                                  title=f"p (class {_class_of(classes, channel)})"),
-                        key="prob_figure")
+        fg, title = _fg(truth_labels, classes, channel), f"p (class {_class_of(classes, channel)})"
+        _view(lambda: charts.probability_figure(prob[..., channel], truth_fg=fg, title=title),
+              lambda: charts.probability_picture(prob[..., channel], truth_fg=fg),
+              key="prob_figure", caption=f"{title}, truth outlined in pink; the bar runs "
+                                         "from p = 0 (left) to 1")
         if hard:
-            st.plotly_chart(charts.mask_figure(edited, num_classes=classes,
-                                               title="Hard prediction, truth outlined",
-                                               outline=truth_labels), key="pred_figure")
+            title = "Hard prediction, truth outlined"
+            _view(lambda: charts.mask_figure(edited, num_classes=classes, title=title,
+                                             outline=truth_labels),
+                  lambda: charts.mask_picture(edited, num_classes=classes, outline=truth_labels),
+                  key="pred_figure", caption=f"{title} in white")
     truth = masks.one_hot(truth_labels, classes)
     if smoothing:
         truth = truth * (1 - smoothing) + smoothing / max(classes, 2)
     results(truth_labels, masks.to_batch(truth), masks.to_batch(prob), edits)
+
+
+def _view(figure, picture, *, key: str, caption: str) -> None:
+    """An interactive plotly figure when "Hover values" is on, else the same view as a
+    picture (cheap to draw). Both are callables, so only the shown one is built."""
+    if st.session_state.get("hover_values"):
+        st.plotly_chart(figure(), key=key)
+    else:
+        st.image(picture(), caption=caption, output_format="PNG", width=PICTURE_WIDTH)
+
+
+def _gradient_view(grad, pred, fg, *, key: str, title: str, wrt_label: str) -> None:
+    """One gradient map, with its colour scale spelled out under the picture."""
+    limit = charts.gradient_limit(grad)
+    _view(lambda: charts.gradient_figure(grad, prob=pred, truth_fg=fg, wrt_label=wrt_label,
+                                         title=title),
+          lambda: charts.gradient_picture(grad, truth_fg=fg), key=key,
+          caption=f"{title}. Bar: {wrt_label} from −{limit:.2e} (blue: descent pushes p up) "
+                  f"through 0 (white) to +{limit:.2e} (red: pushes p down); truth outlined.")
 
 
 def _match_size(pred, shape, hard):
@@ -256,11 +284,10 @@ def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
     for wrt, label in WRT_LABELS.items():
         _, grad = gradients.loss_and_gradient(name, truth, pred, wrt=wrt, **settings.keywords())
         summary[label] = analysis.gradient_regions(grad[0, ..., channel], fg)
-        if label == shown:  # one heatmap on the page: half the work per slider move
-            st.plotly_chart(charts.gradient_figure(
-                grad[0, ..., channel], prob=pred[0, ..., channel], truth_fg=fg,
-                wrt_label=label, title=f"{label}, {LOSS_LABELS[settings.loss]}"),
-                key="gradient_heatmap")
+        if label == shown:  # one map on the page: half the work per slider move
+            _gradient_view(grad[0, ..., channel], pred[0, ..., channel], fg,
+                           key="gradient_heatmap", wrt_label=label,
+                           title=f"{label}, {LOSS_LABELS[settings.loss]}")
     st.caption("Mean |gradient| by region (boundary: one pixel either side of the truth's edge)")
     st.table(pd.DataFrame(summary).T.map(lambda v: f"{v:.3e}"))
 
@@ -280,10 +307,9 @@ def compare_panel(truth_labels, truth, pred, settings: Settings) -> None:
                                                   **settings.keywords(key))
         regions = analysis.gradient_regions(grad[0, ..., channel], fg)
         with column:
-            st.plotly_chart(charts.gradient_figure(
-                grad[0, ..., channel], prob=pred[0, ..., channel], truth_fg=fg,
-                wrt_label=WRT_LABELS[wrt], title=f"{LOSS_LABELS[key]} = {_shown(value)}"),
-                key=f"compare_{key}")
+            _gradient_view(grad[0, ..., channel], pred[0, ..., channel], fg,
+                           key=f"compare_{key}", wrt_label=WRT_LABELS[wrt],
+                           title=f"{LOSS_LABELS[key]} = {_shown(value)}")
             st.caption(" · ".join(f"{k}: {v:.2e}" for k, v in regions.items()))
 
 

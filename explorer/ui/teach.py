@@ -10,6 +10,8 @@ from explorer import masks, scenarios
 from explorer.ui.widgets import SHARE
 
 NONE = "none"
+# masks are drawn as blocks of pixels: keep their edges sharp when the page scales them
+PAGE_CSS = '<style>[data-testid="stImage"] img { image-rendering: pixelated; }</style>'
 PRESENTER_CSS = """<style>
 html { font-size: 20px; }
 [data-testid="stMetricValue"] { font-size: 2.6rem; }
@@ -65,8 +67,7 @@ def sidebar() -> None:
                   help="Larger text; advanced controls folded away.")
         st.toggle("Guess first", **SHARE, key="guess",
                   help="The numbers stay hidden until you have guessed the chosen loss.")
-    if presenting():
-        st.html(PRESENTER_CSS)
+    st.html(PAGE_CSS + (PRESENTER_CSS if presenting() else ""))
 
 
 def _scenario_picker() -> None:
