@@ -1149,7 +1149,18 @@ def _lower_priority(nice: int) -> None:
     """Every thread of this process (TensorFlow's import already started some; Linux sets
     priority per thread) at ``nice`` and, where there is one, in Linux's idle class: the
     child then runs on cores nobody else wants, so people moving sliders never wait for it.
-    Threads made later inherit both."""
+    Threads made later inherit both.
+
+    Where Linux groups processes by session ("autogroup", on by default on desktops and
+    here), priorities only count inside a group, and the server's group, training included,
+    would get as much CPU as any browser's. So the child starts its own session and puts
+    that group at the lowest weight (nice 19). It still ends with its parent (the
+    parent-watch thread), whatever its session."""
+    try:
+        os.setsid()
+        Path("/proc/self/autogroup").write_text("19")
+    except OSError:  # no autogroups (then the per-thread settings are what counts)
+        pass
     try:
         threads = [int(tid) for tid in os.listdir("/proc/self/task")]
     except OSError:

@@ -1,8 +1,8 @@
 """The Explore tab: masks in, settings, live numbers and gradient heatmaps.
 
-The masks section runs with the page; everything that depends on the loss settings
-runs in one ``st.fragment``, so moving a loss slider recomputes only the numbers and
-heatmaps, not the canvases and mask pictures.
+Two nested ``st.fragment``s keep each rerun small (every element a rerun sends costs the
+server and, more, the browser): a mask edit reruns this tab but not the sidebar, title
+or the Train tab; a loss setting reruns only the numbers and gradients, not the masks.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ COMPARE_DEFAULT = ("dice_loss", "binary_crossentropy", "lovasz")
 PICTURE_WIDTH = 300  # screen pixels: about the interactive figures' size
 
 
+@st.fragment
 def render() -> None:
     teach.banner()
     top = st.columns([1, 1, 2])
@@ -62,7 +63,8 @@ def render() -> None:
     if truth_labels is None or pred is None:
         st.info("Waiting for both masks: upload or choose a source above.")
         return
-    st.session_state["_current_pair"] = (truth_labels, pred)  # for "Save masks"
+    # read by "Save masks" when clicked: that button is outside this fragment
+    st.session_state.setdefault("_current_pair", {})["pair"] = (truth_labels, pred)
     pred = _match_size(pred, truth_labels.shape, hard)
     if pred is None:
         return

@@ -113,9 +113,9 @@ def _share() -> None:
     st.caption("Every control is in the page's address: copy it from the address bar and it "
                "reopens this view. Drawn or uploaded masks don't fit in a link: save them "
                "as a file and open it on the other side.")
-    pair = st.session_state.get("_current_pair")
-    if pair is not None:  # the file is written on click, not on every rerun
-        st.download_button("Save masks (.npz)", lambda: masks.save_pair(*pair),
+    current = st.session_state.get("_current_pair")
+    if current:  # written on click, not on every rerun, from the masks shown by then
+        st.download_button("Save masks (.npz)", lambda: masks.save_pair(*current["pair"]),
                            file_name="masks.npz", mime="application/octet-stream",
                            on_click="ignore", key="download_masks",
                            help="The truth and the prediction before shifting and softening.")
