@@ -1,7 +1,7 @@
 """Dice Loss Explorer: the Streamlit entry point (`streamlit run app.py`).
 
-Thin on purpose: page setup and the tabs, which are drawn lazily (only the open
-one runs). The maths lives in `explorer`, the pages in `explorer.ui`.
+Thin on purpose: page setup and the two tabs, Explore and Train, which are drawn
+lazily (only the open one runs). The maths lives in `explorer`, the pages in `explorer.ui`.
 """
 
 import os
@@ -16,7 +16,7 @@ st.set_page_config(page_title="Dice Loss Explorer", page_icon="🎯", layout="wi
 
 import keras  # noqa: E402
 
-from explorer.ui import explore, teach, train  # noqa: E402  (TensorFlow loads once)
+from explorer.ui import explore, teach, train, widgets  # noqa: E402  (TensorFlow loads once)
 
 # Streamlit calls keras.backend.clear_session() after every run. Here that would empty
 # TensorFlow's kernel cache (every slider move ~10x slower); the explorer keeps no Keras
@@ -30,12 +30,9 @@ st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a predic
 teach.remember_link()  # before any widget: what the link asked for
 TABS = ["Explore", "Train"]
 teach.sidebar()
-explore_tab, train_tab = st.tabs(TABS, on_change="rerun", bind="query-params", key="main_tabs")
-if explore_tab.open:
-    with explore_tab:
-        explore.render()
-if train_tab.open:
-    with train_tab:
-        train.render()
+if widgets.view_picker("Page", TABS, key="main_tabs", share=False) == "Explore":
+    explore.render()
+else:
+    train.render()
 teach.share_section()
 teach.link_notice()

@@ -187,7 +187,7 @@ def errors_on(pages) -> int:
 def start_training(browser, url: str):
     page = open_session(browser, url)
     wait_loaded(page)
-    page.get_by_role("tab", name="Train").click()
+    page.get_by_role("radio", name="Train", exact=True).click()  # the page picker
     start = page.get_by_role("button", name="Start")
     start.wait_for(timeout=120_000)
     settle(page)

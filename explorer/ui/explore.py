@@ -16,7 +16,7 @@ import streamlit as st
 import tensorflow as tf
 
 from explorer import analysis, charts, codegen, conventions, gradients, losses, masks
-from explorer.scenarios import DEFAULTS
+from explorer.scenarios import BATCH_TAB, DEFAULTS
 from explorer.settings import LOSS_LABELS, Settings
 from explorer.ui import mask_inputs, teach, widgets
 from explorer.ui.mask_inputs import Edits
@@ -161,32 +161,18 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
                     "appears when you reveal the numbers.")
     if not revealed:
         return  # the tabs below would give the numbers away
-    (formula_tab, compare_tab, batch_tab, sweep_tab, libraries_tab, lovasz_tab,
-     code_tab) = st.tabs(
-        ["Formula and counts", "Compare gradients", "Batch: per image vs whole batch",
-         "Sweeps", "Other libraries", "Lovász step by step", "Code"], on_change="rerun",
-        bind="query-params", key="explore_tabs")
-    if formula_tab.open:
-        with formula_tab, widgets.panel("Formula"):
-            formula_panel(truth, pred, settings)
-    if compare_tab.open:
-        with compare_tab, widgets.panel("Comparison"):
-            compare_panel(truth_labels, truth, pred, settings)
-    if batch_tab.open:
-        with batch_tab, widgets.panel("Batch"):
-            batch_panel(truth, pred, settings, edits)
-    if sweep_tab.open:
-        with sweep_tab, widgets.panel("Sweeps"):
-            sweep_panel(truth_labels, truth, pred, settings, edits)
-    if libraries_tab.open:
-        with libraries_tab, widgets.panel("Other libraries"):
-            libraries_panel(truth, pred, settings)
-    if lovasz_tab.open:
-        with lovasz_tab, widgets.panel("Lovász step by step"):
-            lovasz_panel(truth, pred, settings)
-    if code_tab.open:
-        with code_tab, widgets.panel("Code"):
-            code_panel(truth, pred, settings)
+    views = {
+        "Formula and counts": lambda: formula_panel(truth, pred, settings),
+        "Compare gradients": lambda: compare_panel(truth_labels, truth, pred, settings),
+        BATCH_TAB: lambda: batch_panel(truth, pred, settings, edits),
+        "Sweeps": lambda: sweep_panel(truth_labels, truth, pred, settings, edits),
+        "Other libraries": lambda: libraries_panel(truth, pred, settings),
+        "Lovász step by step": lambda: lovasz_panel(truth, pred, settings),
+        "Code": lambda: code_panel(truth, pred, settings),
+    }
+    view = widgets.view_picker("More", list(views), key="explore_tabs")
+    with widgets.panel(view):
+        views[view]()
 
 
 def _shown(value: float, refused: str = "") -> str:
