@@ -51,6 +51,13 @@ class Phase:
     round_trips: list[float]  # keydown to the server's "script finished"
     errors: int
     rss_mb: float
+    at: list[float]  # seconds into the phase each rerun was seen done
+    note: str = ""
+
+    def slowest(self, n: int = 3) -> str:
+        worst = sorted(zip(self.times, self.at), reverse=True)[:n]
+        return (f"{self.name}: slowest " + ", ".join(f"{t:.0f} ms at {a:.0f} s" for t, a in worst)
+                + (f"; {self.note}" if self.note else ""))
 
     def row(self, idle_median: float) -> str:
         def stats(values):
@@ -143,7 +150,7 @@ def run_rounds(pages, rounds: int, server_pid: int, deadline: float, *, burst: b
     each waits a random think time after its last rerun finished (a class at work)."""
     rng = random.Random(seed)
     direction: dict = {}
-    times, round_trips, peak = [], [], tree_rss_mb(server_pid)
+    times, round_trips, at, peak = [], [], [], tree_rss_mb(server_pid)
     for page in pages:
         for label in SLIDERS:
             thumb(page, label).wait_for(state="attached", timeout=120_000)
@@ -168,6 +175,7 @@ def run_rounds(pages, rounds: int, server_pid: int, deadline: float, *, burst: b
                 if page.evaluate(DONE_JS):
                     times.append(float(page.evaluate(ELAPSED_JS)))
                     round_trips.append(float(page.evaluate(ROUND_TRIP_JS)))
+                    at.append(time.monotonic() - start)
                     busy.discard(key)
                     done[key] += 1
                     due[key] = time.monotonic() + (0 if burst else rng.uniform(*think))
@@ -177,7 +185,7 @@ def run_rounds(pages, rounds: int, server_pid: int, deadline: float, *, burst: b
         if time.monotonic() - sampled > 1.0:  # reading /proc is not free: once a second
             peak, sampled = max(peak, tree_rss_mb(server_pid)), time.monotonic()
         time.sleep(0.05)
-    return times, round_trips, peak
+    return times, round_trips, peak, at
 
 
 def errors_on(pages) -> int:
@@ -225,9 +233,9 @@ def measure(sessions: int, rounds: int, training: bool, max_seconds: float,
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             alone = open_session(browser, url)
             wait_loaded(alone)
-            times, trips, rss = run_rounds([alone], max(rounds, 6), proc.pid, deadline,
-                                           burst=True)
-            phases.append(Phase("idle (1 session)", times, trips, errors_on([alone]), rss))
+            times, trips, rss, at = run_rounds([alone], max(rounds, 6), proc.pid, deadline,
+                                               burst=True)
+            phases.append(Phase("idle (1 session)", times, trips, errors_on([alone]), rss, at))
             alone.context.close()
 
             pages = [open_session(browser, url) for _ in range(sessions)]  # all at once
@@ -235,14 +243,17 @@ def measure(sessions: int, rounds: int, training: bool, max_seconds: float,
                 wait_loaded(page)
             for page in pages[::2]:
                 draw_stroke(page)
-            times, trips, rss = run_rounds(pages, rounds, proc.pid, deadline, burst=burst)
-            phases.append(Phase(f"{sessions} sessions", times, trips, errors_on(pages), rss))
+            times, trips, rss, at = run_rounds(pages, rounds, proc.pid, deadline, burst=burst)
+            phases.append(Phase(f"{sessions} sessions", times, trips, errors_on(pages), rss, at))
             if training:
                 trainer = start_training(browser, url)
-                times, trips, rss = run_rounds(pages, rounds, proc.pid, deadline, burst=burst,
-                                               seed=1)
+                times, trips, rss, at = run_rounds(pages, rounds, proc.pid, deadline,
+                                                   burst=burst, seed=1)
+                running = trainer.get_by_role("button", name="Stop").count() > 0
                 phases.append(Phase(f"{sessions} sessions + training", times, trips,
-                                    errors_on(pages + [trainer]), rss))
+                                    errors_on(pages + [trainer]), rss, at,
+                                    "training " + ("still running at the end" if running
+                                                   else "finished during the phase")))
             browser.close()
     finally:
         stop_server(proc)
@@ -276,6 +287,8 @@ def main(argv: list[str] | None = None) -> list[Phase]:
     print("|---|---|---|---|---|---|---|---|---|")
     for phase in phases:
         print(phase.row(idle))
+    for phase in phases[1:]:
+        print(phase.slowest())
     return phases
 
 

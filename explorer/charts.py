@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import functools
+import io
 
 import numpy as np
 import plotly.colors
@@ -243,7 +244,10 @@ def overlay_rgb(labels, num_classes: int) -> np.ndarray:
 # The heatmaps' views as RGB uint8 arrays, with the figures' colours and sampling: every
 # cell is one real pixel (``downsample``), blown up to whole blocks of screen pixels.
 
-PICTURE_SIDE = 384  # pixels a side at least, so the browser need not smooth the blocks
+# pixels a side at most (at least half of it): the page shows pictures a little larger,
+# scaled without smoothing; any larger than shown and Streamlit would resample them,
+# blurring the cells' edges
+PICTURE_SIDE = 256
 BAR_HEIGHT, BAR_GAP = 12, 6  # the colour bar under probability and gradient pictures
 NAN_RGB = (206, 212, 218)  # 0/0 cells: the heatmaps leave them blank
 
@@ -268,7 +272,7 @@ def _colored(values: np.ndarray, colorscale: str, lo: float, hi: float) -> np.nd
 def _blown_up(cells: np.ndarray, outline, color) -> np.ndarray:
     """RGB cells as blocks of whole screen pixels, with a 2-pixel line on each edge where
     the (sampled) ``outline`` labels change: the figures' outline trace, drawn in."""
-    factor = max(1, math.ceil(PICTURE_SIDE / max(cells.shape[:2])))
+    factor = max(1, PICTURE_SIDE // max(cells.shape[:2]))
     image = np.repeat(np.repeat(cells, factor, 0), factor, 1)
     if outline is not None:
         labels = np.repeat(np.repeat(outline, factor, 0), factor, 1)
@@ -293,6 +297,16 @@ def _with_bar(image: np.ndarray, colorscale: str) -> np.ndarray:
                     [None], BAR_HEIGHT, 0)
     gap = np.full((BAR_GAP, width, 3), 255, np.uint8)
     return np.concatenate([image, gap, bar])
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An RGB picture as PNG, compressed lightly: large flat areas shrink well anyway, and
+    it is encoded on every slider move (the default level takes several times longer)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(out, "PNG", compress_level=1)
+    return out.getvalue()
 
 
 def mask_picture(labels, *, num_classes: int, outline=None, max_side: int = 128) -> np.ndarray:

@@ -333,9 +333,9 @@ def test_gradient_picture_colours_each_cell_by_its_value():
     grad = np.zeros((64, 64))
     grad[2, 3], grad[4, 5], grad[6, 7], grad[8, 9] = 2e-3, -1e-3, -2e-3, np.nan
     image = charts.gradient_picture(grad, truth_fg=np.zeros((64, 64), bool))
-    factor = 6  # 64 cells blown up to at least PICTURE_SIDE = 384
+    factor = 4  # 64 cells blown up to at least PICTURE_SIDE = 256
     assert image.dtype == np.uint8
-    assert image.shape == (384 + charts.BAR_GAP + charts.BAR_HEIGHT, 384, 3)
+    assert image.shape == (256 + charts.BAR_GAP + charts.BAR_HEIGHT, 256, 3)
     np.testing.assert_allclose(_cell(image, factor, 2, 3), _scale_color("RdBu_r", 1.0), atol=1)
     np.testing.assert_allclose(_cell(image, factor, 6, 7), _scale_color("RdBu_r", 0.0), atol=1)
     np.testing.assert_allclose(_cell(image, factor, 4, 5), _scale_color("RdBu_r", 0.25), atol=2)
@@ -352,9 +352,9 @@ def test_gradient_picture_all_zero_is_white_not_an_error():
 def test_picture_outline_runs_along_the_truth_pixel_edges():
     truth = _square_truth(64, rows=(10, 20), cols=(10, 30))
     image = charts.gradient_picture(np.zeros((64, 64)), truth_fg=truth)
-    black = (image[:384] == 0).all(-1)
-    factor = 6
-    # two screen pixels straddle each edge: rows 59 and 60 above row 10 of the truth
+    black = (image[:256] == 0).all(-1)
+    factor = 4
+    # two screen pixels straddle each edge: rows 39 and 40 above row 10 of the truth
     assert black[10 * factor - 1, 10 * factor:30 * factor].all()
     assert black[10 * factor, 10 * factor:30 * factor].all()
     assert black[20 * factor - 1, 10 * factor + 3] and black[20 * factor, 10 * factor + 3]
@@ -369,12 +369,12 @@ def test_picture_samples_large_masks_exactly_like_the_figures():
     grad, prob, truth = _inputs(512)
     image = charts.gradient_picture(grad, truth_fg=np.zeros_like(truth))
     cells, step = charts.downsample(grad, 128)
-    assert step == 4 and image.shape[1] == 128 * 3
+    assert step == 4 and image.shape[1] == 128 * 2
     limit = charts.gradient_limit(grad)  # over the full array, not only the sampled cells
     assert limit == np.abs(grad).max()
     for r, c in [(0, 0), (17, 99), (127, 127)]:
         t = (cells[r, c] + limit) / (2 * limit)
-        np.testing.assert_allclose(_cell(image, 3, r, c), _scale_color("RdBu_r", t), atol=2)
+        np.testing.assert_allclose(_cell(image, 2, r, c), _scale_color("RdBu_r", t), atol=2)
 
 
 def test_probability_picture_scale_outline_and_bar():
@@ -382,7 +382,7 @@ def test_probability_picture_scale_outline_and_bar():
     prob[:, 16:] = 1.0
     truth = _square_truth(32, rows=(4, 8), cols=(2, 6))
     image = charts.probability_picture(prob, truth_fg=truth)
-    factor = 12  # 32 cells to 384 screen pixels
+    factor = 8  # 32 cells to 256 screen pixels
     np.testing.assert_array_equal(_cell(image, factor, 20, 3), _rgb("#440154"))  # p = 0
     np.testing.assert_array_equal(_cell(image, factor, 20, 20), _rgb("#fde725"))  # p = 1
     assert tuple(image[4 * factor, 3 * factor]) == _rgb("#ff3d7f")  # the truth's top edge
@@ -390,7 +390,7 @@ def test_probability_picture_scale_outline_and_bar():
     assert (bar == bar[0]).all()  # one row repeated
     np.testing.assert_array_equal(bar[0, 0], _rgb("#440154"))  # low on the left
     np.testing.assert_array_equal(bar[0, -1], _rgb("#fde725"))
-    assert (image[384:384 + charts.BAR_GAP] == 255).all()
+    assert (image[256:256 + charts.BAR_GAP] == 255).all()
 
 
 @pytest.mark.parametrize("num_classes", [2, 4])
@@ -398,8 +398,8 @@ def test_mask_picture_uses_class_colours_and_a_white_truth_outline(num_classes):
     labels = np.zeros((48, 48), np.int32)
     labels[10:20, 10:20] = num_classes - 1
     image = charts.mask_picture(labels, num_classes=num_classes)
-    assert image.shape == (384, 384, 3)  # no bar: classes are not a scale
-    factor = 8
+    assert image.shape == (240, 240, 3)  # no bar: classes are not a scale
+    factor = 5  # 48 cells: the largest whole factor within 256
     np.testing.assert_array_equal(_cell(image, factor, 0, 0), _rgb(CLASS_COLORS[0]))
     np.testing.assert_array_equal(_cell(image, factor, 15, 15),
                                   _rgb(CLASS_COLORS[num_classes - 1]))
@@ -416,3 +416,21 @@ def test_pictures_refuse_mismatched_shapes():
         charts.gradient_picture(np.zeros((4, 4)), truth_fg=np.zeros((4, 5), bool))
     with pytest.raises(ValueError, match="one shape"):
         charts.mask_picture(np.zeros((4, 4)), num_classes=2, outline=np.zeros((5, 4)))
+
+
+def test_png_bytes_round_trip_exactly():
+    from PIL import Image
+    import io
+    image = charts.gradient_picture(np.random.default_rng(1).normal(size=(40, 40)),
+                                    truth_fg=_square_truth(40, (5, 9), (5, 9)))
+    data = charts.png_bytes(image)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), image)
+
+
+@pytest.mark.parametrize("side", [1, 7, 100, 120, 129, 256, 300, 1000])
+def test_pictures_are_never_wider_than_shown(side):
+    """Wider than the page shows it, Streamlit would resample it and blur the cells."""
+    from explorer.ui.explore import PICTURE_WIDTH
+    image = charts.mask_picture(np.zeros((side, side), np.int32), num_classes=2)
+    assert charts.PICTURE_SIDE // 2 <= image.shape[1] <= charts.PICTURE_SIDE <= PICTURE_WIDTH

@@ -27,7 +27,7 @@ tf.get_logger().setLevel("ERROR")
 
 WRT_LABELS = {"probabilities": "∂L/∂p", "logits": "∂L/∂logit"}
 COMPARE_DEFAULT = ("dice_loss", "binary_crossentropy", "lovasz")
-PICTURE_WIDTH = 300  # screen pixels: about the interactive figures' size
+PICTURE_WIDTH = 300  # screen pixels: about the interactive figures' size (>= PICTURE_SIDE)
 
 
 @st.fragment
@@ -96,7 +96,7 @@ def _view(figure, picture, *, key: str, caption: str) -> None:
     if st.session_state.get("hover_values"):
         st.plotly_chart(figure(), key=key)
     else:
-        st.image(picture(), caption=caption, output_format="PNG", width=PICTURE_WIDTH)
+        st.image(charts.png_bytes(picture()), caption=caption, width=PICTURE_WIDTH)
 
 
 def _gradient_view(grad, pred, fg, *, key: str, title: str, wrt_label: str) -> None:
