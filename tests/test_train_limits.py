@@ -270,3 +270,30 @@ def test_train_tab_queues_a_second_session_and_stops(monkeypatch):
             if job is not None:
                 job.stop()
                 job.join(60)
+
+
+def _priority_report(queue):
+    T._lower_priority(10)
+    autogroup = Path("/proc/self/autogroup")
+    queue.put({"sid": os.getsid(0), "pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0),
+               "policy": os.sched_getscheduler(0),
+               "autogroup": autogroup.read_text() if autogroup.exists() else None})
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes only")
+def test_the_training_child_yields_the_cpu_to_everything_else():
+    """Idle class and nice 10, and its own session with the autogroup at nice 19: with
+    autogroups, priorities only count within a group, and the server's group (training
+    included) would otherwise get as much CPU as a browser's."""
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_priority_report, args=(queue,))
+    child.start()
+    report = queue.get(timeout=60)
+    child.join(30)
+    assert report["sid"] == report["pid"] != os.getsid(0)
+    assert report["nice"] == 10 and report["policy"] == os.SCHED_IDLE
+    if report["autogroup"] is not None:
+        assert report["autogroup"].split()[-2:] == ["nice", "19"]
+        assert report["autogroup"].split()[0] != Path("/proc/self/autogroup").read_text().split()[0]
