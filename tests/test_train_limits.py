@@ -294,6 +294,6 @@ def test_the_training_child_yields_the_cpu_to_everything_else():
     child.join(30)
     assert report["sid"] == report["pid"] != os.getsid(0)
     assert report["nice"] == 10 and report["policy"] == os.SCHED_IDLE
-    if report["autogroup"] is not None:
+    if report["autogroup"] is not None and os.access("/proc/self/autogroup", os.W_OK):
         assert report["autogroup"].split()[-2:] == ["nice", "19"]
         assert report["autogroup"].split()[0] != Path("/proc/self/autogroup").read_text().split()[0]
