@@ -30,7 +30,7 @@ st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a predic
 teach.remember_link()  # before any widget: what the link asked for
 TABS = ["Explore", "Train"]
 teach.sidebar()
-if widgets.view_picker("Page", TABS, key="main_tabs", share=False) == "Explore":
+if widgets.view_picker("Page", TABS, key="main_tabs") == "Explore":
     explore.render()
 else:
     train.render()

@@ -13,17 +13,16 @@ arrays: the truth (0/1 or class) in ``text``, p in ``customdata`` (gradient figu
 
 from __future__ import annotations
 
-import math
-
 import functools
 import io
+import math
 
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.masks import CLASS_COLORS
+from explorer.masks import CLASS_COLORS, hex_to_rgb
 
 IMAGE_HEIGHT = 300
 CHART_HEIGHT = 300
@@ -235,8 +234,7 @@ def sweep_figure(x, curves: dict, *, current=None, x_title: str, y_title: str,
 
 def overlay_rgb(labels, num_classes: int) -> np.ndarray:
     """A label map as an RGB uint8 image in the class colours (for thumbnails)."""
-    palette = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)]
-                        for c in CLASS_COLORS[:num_classes]], dtype=np.uint8)
+    palette = np.array([hex_to_rgb(c) for c in CLASS_COLORS[:num_classes]], dtype=np.uint8)
     return palette[np.clip(np.asarray(labels), 0, num_classes - 1)]
 
 
@@ -282,12 +280,8 @@ def _blown_up(cells: np.ndarray, outline, color) -> np.ndarray:
         edge[1:] |= rows
         edge[:, :-1] |= cols
         edge[:, 1:] |= cols
-        image[edge] = _rgb(color)
+        image[edge] = hex_to_rgb(color)
     return image
-
-
-def _rgb(color: str) -> tuple[int, int, int]:
-    return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
 
 
 def _with_bar(image: np.ndarray, colorscale: str) -> np.ndarray:

@@ -240,19 +240,20 @@ def rgba_to_labels(rgba: np.ndarray, num_classes: int = 2, *,
     drawn = (rgba[..., 3] >= 128) & (rgba[..., :3].max(-1) >= level)
     if num_classes <= 2:
         return drawn.astype(np.int32)
-    palette = np.array([_hex_to_rgb(c) for c in CLASS_COLORS[1:num_classes]], np.int32)
+    palette = np.array([hex_to_rgb(c) for c in CLASS_COLORS[1:num_classes]], np.int32)
     distance = ((rgba[..., None, :3].astype(np.int32) - palette) ** 2).sum(-1)
     return np.where(drawn, distance.argmin(-1) + 1, 0).astype(np.int32)
 
 
-def _hex_to_rgb(color: str) -> tuple[int, int, int]:
+def hex_to_rgb(color: str) -> tuple[int, int, int]:
+    """'#rrggbb' as (r, g, b)."""
     return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
 
 
 def save_mask_png(labels: np.ndarray) -> bytes:
     """A palette PNG whose index is the class (reads back with :func:`load_mask`)."""
     image = Image.fromarray(np.asarray(labels, np.uint8), mode="P")
-    palette = [v for c in CLASS_COLORS for v in _hex_to_rgb(c)]
+    palette = [v for c in CLASS_COLORS for v in hex_to_rgb(c)]
     image.putpalette(palette + [0] * (768 - len(palette)))
     out = io.BytesIO()
     image.save(out, format="PNG")

@@ -606,7 +606,7 @@ RGBA_PIXELS = st.one_of(
        RGBA_PIXELS, st.sampled_from([masks.ERASER_LEVEL, 128, 0, 255]))
 def test_rgba_to_labels_stays_below_num_classes(num_classes, h, w, seed, level):
     if seed is None:
-        colours = [(*masks._hex_to_rgb(c), 255) for c in masks.CLASS_COLORS]
+        colours = [(*masks.hex_to_rgb(c), 255) for c in masks.CLASS_COLORS]
         rgba = np.array([colours[i % len(colours)] for i in range(h * w)], np.uint8)
         rgba = rgba.reshape(h, w, 4)
         rgba[0, 0, 3] = 0

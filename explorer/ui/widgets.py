@@ -28,13 +28,12 @@ KEEP = {"persist_state": "session"}
 SHARE = {"bind": "query-params", **KEEP}
 
 
-def view_picker(label: str, views: list[str], *, key: str, share: bool = True) -> str:
+def view_picker(label: str, views: list[str], *, key: str) -> str:
     """Which of several views to draw (only that one runs). A segmented control rather
     than ``st.tabs``: tabs send a block per tab, and the browser walks the tab's whole
     panel after every change; measured here, a fifth of the page's drawing per rerun."""
     return st.segmented_control(label, views, default=views[0], required=True, key=key,
-                                label_visibility="collapsed",
-                                **(SHARE if share else {"bind": "query-params"}))
+                                label_visibility="collapsed", **SHARE)
 
 
 def folded(label: str):
