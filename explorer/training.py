@@ -1158,16 +1158,26 @@ def _lower_priority(nice: int) -> None:
     parent-watch thread), whatever its session."""
     try:
         os.setsid()
-        Path("/proc/self/autogroup").write_text("19")
-    except OSError:  # no autogroups (then the per-thread settings are what counts)
+    except OSError:  # already a group leader: keep the parent's session
         pass
+    for _ in range(5):
+        try:
+            Path("/proc/self/autogroup").write_text("19")
+            break
+        except BlockingIOError:  # without CAP_SYS_ADMIN, one write per 100 ms machine-wide
+            time.sleep(0.12)
+        except OSError:  # no autogroups (then the per-thread settings are what counts)
+            break
     try:
         threads = [int(tid) for tid in os.listdir("/proc/self/task")]
     except OSError:
         threads = [0]
     for tid in threads:
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        try:  # never raise the priority: a server started at nice 15 gets a child at 15
+            os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+        except OSError:
+            pass
+        try:  # a separate try: some sandboxes (gVisor) refuse every class but the normal one
             if hasattr(os, "SCHED_IDLE"):
                 os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
         except OSError:

@@ -280,20 +280,54 @@ def _priority_report(queue):
                "autogroup": autogroup.read_text() if autogroup.exists() else None})
 
 
+# What this machine lets a fresh process do, found apart from the code under test: sandboxes
+# differ (gVisor has only the normal class; containers may have no autogroup file).
+_PLATFORM_PROBE = """
+import json, os, time
+from pathlib import Path
+can = {}
+try:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    can["idle"] = os.sched_getscheduler(0) == os.SCHED_IDLE
+except OSError:
+    can["idle"] = False
+os.setsid()
+can["autogroup"] = False
+for _ in range(10):
+    try:
+        Path("/proc/self/autogroup").write_text("19")
+        can["autogroup"] = Path("/proc/self/autogroup").read_text().split()[-2:] == ["nice", "19"]
+        break
+    except BlockingIOError:
+        time.sleep(0.12)
+    except OSError:
+        break
+print(json.dumps(can))
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes only")
 def test_the_training_child_yields_the_cpu_to_everything_else():
-    """Idle class and nice 10, and its own session with the autogroup at nice 19: with
-    autogroups, priorities only count within a group, and the server's group (training
-    included) would otherwise get as much CPU as a browser's."""
+    """Its own session, nice 10 (or weaker, never stronger than its parent), and where the
+    machine allows them the idle class and its own autogroup at nice 19: with autogroups,
+    priorities only count within a group, and the server's group (training included) would
+    otherwise get as much CPU as a browser's."""
+    import json
     import multiprocessing
+    import subprocess
+    import sys
+    can = json.loads(subprocess.run([sys.executable, "-c", _PLATFORM_PROBE], capture_output=True,
+                                    text=True, check=True, timeout=60).stdout)
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=_priority_report, args=(queue,))
     child.start()
-    report = queue.get(timeout=60)
+    report = queue.get(timeout=120)
     child.join(30)
-    assert report["sid"] == report["pid"] != os.getsid(0)
-    assert report["nice"] == 10 and report["policy"] == os.SCHED_IDLE
-    if report["autogroup"] is not None and os.access("/proc/self/autogroup", os.W_OK):
-        assert report["autogroup"].split()[-2:] == ["nice", "19"]
-        assert report["autogroup"].split()[0] != Path("/proc/self/autogroup").read_text().split()[0]
+    seen = f"child {report}, machine allows {can}"
+    assert report["sid"] == report["pid"] != os.getsid(0), seen
+    assert report["nice"] == max(10, os.getpriority(os.PRIO_PROCESS, 0)), seen
+    assert (report["policy"] == os.SCHED_IDLE) == can["idle"], seen
+    if can["autogroup"]:
+        assert report["autogroup"].split()[-2:] == ["nice", "19"], seen
+        assert report["autogroup"].split()[0] != Path("/proc/self/autogroup").read_text().split()[0], seen
