@@ -1,6 +1,7 @@
 """The app headless (AppTest): it runs, every tab renders, every widget survives its
 extremes, and the numbers shown are explorer.losses on the same masks."""
 
+import gc
 import sys
 import types
 from pathlib import Path
@@ -46,6 +47,7 @@ def default_masks():
 
 def test_every_tab_renders(at):
     assert at.metric[0].label == "Dice loss (chosen)"
+    assert gc.get_freeze_count() > 10_000  # the imports' objects: no full collection walks them
     assert not at.get("plotly_chart")  # pictures by default: quick to draw
     captions = [image.proto.imgs[0].caption for image in at.get("image")]
     assert "Truth" in captions and "Hard prediction, truth outlined in white" in captions
