@@ -58,9 +58,11 @@ import math
 import multiprocessing
 import os
 import queue as queue_module
+import sys
 import tempfile
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -1160,7 +1162,7 @@ def _lower_priority(nice: int) -> None:
         os.setsid()
     except OSError:  # already a group leader: keep the parent's session
         pass
-    for _ in range(5):
+    for _ in range(10):
         try:
             Path("/proc/self/autogroup").write_text("19")
             break
@@ -1182,6 +1184,28 @@ def _lower_priority(nice: int) -> None:
                 os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
         except OSError:
             pass
+
+
+# "Spawn" runs the main module's file again in the child, before the target. Under
+# Streamlit the main module is the page itself (its script runner installs the page's
+# module as ``__main__``, with the script's ``__file__``), so every child would first run
+# the whole page, at full priority and in the server's session, before it lowers its
+# priority. The target lives in this module: the child needs no main module at all.
+_NO_MAIN = types.ModuleType("__main__")
+_MAIN_SWAP = threading.Lock()
+
+
+def _start_without_main(process) -> None:
+    """``process.start()`` with an empty main module in place for the moment the child's
+    preparation data is taken, so the child re-runs no script."""
+    with _MAIN_SWAP:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = _NO_MAIN
+        try:
+            process.start()
+        finally:
+            if sys.modules["__main__"] is _NO_MAIN:  # a page run may have put its own in
+                sys.modules["__main__"] = main
 
 
 def _child_main(configs, queue, stop, threads, nice):
@@ -1251,9 +1275,8 @@ class TrainingJob:
     job stops (its session is gone). The child is a daemon that also watches for its
     parent's end, so a stop, an error, a closed session or a server shutdown leaves no
     process behind (nor a file: the model's temporary file lives only while saved).
-
-    As with any "spawn" multiprocessing, a script that starts a job needs the
-    ``if __name__ == "__main__":`` guard (the child imports the main module).
+    The child does not re-run the main script (see :func:`_start_without_main`), so a
+    script that starts a job needs no ``if __name__ == "__main__":`` guard.
     """
 
     def __init__(self, configs, *, limiter: TrainingLimiter | None = None, owner=None,
@@ -1363,7 +1386,7 @@ class TrainingJob:
             args=(self.configs, messages, stop, self._threads, self._nice))
         self.started = time.perf_counter()
         try:
-            process.start()
+            _start_without_main(process)
             self.pid = process.pid
             self._follow(process, messages, stop)
         finally:
@@ -1435,8 +1458,7 @@ def bench_isolation(config: TrainConfig | None = None, *, calls=30, size=256,
     steps per second during the busy calls, the time to the first steps, the process's
     resident memory before and after the run (gc'd), and for the process the spawn
     time and the child's peak memory (``threads`` and ``nice`` as in
-    :class:`TrainingJob`). Scripts that call it need the usual
-    ``if __name__ == "__main__":`` guard of "spawn" multiprocessing.
+    :class:`TrainingJob`).
     """
     import gc
 
