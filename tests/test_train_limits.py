@@ -277,7 +277,7 @@ def test_train_tab_queues_a_second_session_and_stops(monkeypatch):
 # machine still lets it do. Sandboxes differ (gVisor has only the normal class; containers
 # may have no autogroup file), so the child's own attempt afterwards says what was possible.
 _PRIORITY_CHILD = """
-import json, os, sys, time
+import json, os, time
 from pathlib import Path
 from explorer.training import _lower_priority
 inherited = os.getpriority(os.PRIO_PROCESS, 0)
