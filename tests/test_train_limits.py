@@ -330,7 +330,9 @@ def test_the_training_child_yields_the_cpu_to_everything_else():
     assert report["idle"] == report["idle_possible"], seen
     if report["autogroup_possible"]:  # it was 19 already, or the code left it undone
         assert report["autogroup"].split()[-2:] == ["nice", "19"], seen
-        assert report["autogroup"].split()[0] != Path("/proc/self/autogroup").read_text().split()[0], seen
+        # The kernel shows the default group (a container's init session) as an empty file.
+        ours = Path("/proc/self/autogroup").read_text().split() or ["(default group)"]
+        assert report["autogroup"].split()[0] != ours[0], seen
 
 
 def test_a_training_child_does_not_run_the_page_again(tmp_path, monkeypatch):
