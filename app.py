@@ -4,7 +4,6 @@ Thin on purpose: page setup and the two tabs, Explore and Train, which are drawn
 lazily (only the open one runs). The maths lives in `explorer`, the pages in `explorer.ui`.
 """
 
-import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
@@ -24,12 +23,7 @@ from explorer.ui import explore, teach, train, widgets  # noqa: E402  (TensorFlo
 # state between runs (training runs in child processes).
 keras.backend.clear_session = lambda *args, **kwargs: None
 
-# A full garbage collection walks every object, TensorFlow's and Streamlit's included: about
-# 250 ms with the GIL held, a stall for every session at once. What the imports made lives
-# as long as the server, so the collector is told to leave it alone (once per process).
-if not gc.get_freeze_count():
-    gc.collect()
-    gc.freeze()
+widgets.freeze_imported_objects()
 
 st.title("Dice Loss Explorer")
 st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a prediction, how their "

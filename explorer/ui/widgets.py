@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import math
 import traceback
@@ -26,6 +28,15 @@ LOG = logging.getLogger("explorer")
 KEEP = {"persist_state": "session"}
 # every Explore control also lives in the URL: a copied link reopens the view
 SHARE = {"bind": "query-params", **KEEP}
+
+
+@functools.cache  # once per process: gc.get_freeze_count() walks the list (~40 ms a rerun)
+def freeze_imported_objects() -> None:
+    """A full garbage collection walks every object, TensorFlow's and Streamlit's included:
+    about 250 ms with the GIL held, a stall for every session at once. What the imports made
+    lives as long as the server, so the collector is told to leave it alone."""
+    gc.collect()
+    gc.freeze()
 
 
 def view_picker(label: str, views: list[str], *, key: str) -> str:
