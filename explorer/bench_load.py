@@ -7,8 +7,8 @@ It starts ``streamlit run app.py`` on a free loopback port and opens headless Ch
 2. ``N sessions``: N sessions (separate browser contexts, so separate Streamlit sessions)
    load the page together, half of them draw a stroke on the truth canvas, then each moves
    a slider, waits a random 0.5–3 s after its page has updated (a person looking), and moves
-   again, alternating the ``smooth`` slider (a fragment rerun) and ``Shift x`` (a full
-   rerun). ``--burst`` instead has every session press at the same moment (the worst case).
+   again, alternating the ``smooth`` slider (the results fragment reruns) and ``Shift x`` (the
+   whole Explore tab's fragment). ``--burst`` instead has every session press at the same moment (the worst case).
 3. ``N sessions + training``: the same while one more session runs a training job.
 
 A rerun is timed inside each page, from the keydown to two animation frames after its run
@@ -39,7 +39,7 @@ from explorer.bench_browser import (ARM_JS, CHROMIUM_ARGS, DONE_JS, ELAPSED_JS, 
 METRIC = '[data-testid="stMetricValue"]'
 # keydown to the server's "script finished": the server's share, without the page's drawing
 ROUND_TRIP_JS = "() => window.__bench.runDone - window.__bench.t0"
-SLIDERS = ("smooth", "Shift x (px)")  # a fragment rerun, a full rerun
+SLIDERS = ("smooth", "Shift x (px)")  # the results fragment, the Explore tab's fragment
 FAILED = ('[data-testid="stException"], [data-testid="stAlertContentError"]:has-text('
           '"could not be shown")')
 
