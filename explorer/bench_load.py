@@ -208,9 +208,13 @@ def start_training(browser, url: str):
 
 def niced(chromium: str, folder: Path, nice: int) -> str:
     """A launcher that starts Chromium at a lower priority: the browsers then stand for the
-    class's own laptops, which would not take the server's cores."""
+    class's own laptops, which would not take the server's cores. Playwright starts Chromium
+    in a session of its own, and where Linux groups CPU time by session (autogroups) a
+    process's nice only counts inside its group: so the group's nice is set too, when the
+    kernel has autogroups (the write fails harmlessly otherwise)."""
     launcher = folder / "chromium-niced"
-    launcher.write_text(f'#!/bin/sh\nexec nice -n {int(nice)} "{chromium}" "$@"\n')
+    launcher.write_text(f'#!/bin/sh\necho {int(nice)} > /proc/self/autogroup 2>/dev/null\n'
+                        f'exec nice -n {int(nice)} "{chromium}" "$@"\n')
     launcher.chmod(0o755)
     return str(launcher)
 
