@@ -8,7 +8,8 @@ It starts ``streamlit run app.py`` on a free loopback port and opens headless Ch
    load the page together, half of them draw a stroke on the truth canvas, then each moves
    a slider, waits a random 0.5–3 s after its page has updated (a person looking), and moves
    again, alternating the ``smooth`` slider (the results fragment reruns) and ``Shift x`` (the
-   whole Explore tab's fragment). ``--burst`` instead has every session press at the same moment (the worst case).
+   whole Explore tab's fragment). ``--burst`` instead has every session press at the same
+   moment (the worst case).
 3. ``N sessions + training``: the same while one more session runs a training job.
 
 A rerun is timed inside each page, from the keydown to two animation frames after its run

@@ -30,7 +30,7 @@ KEEP = {"persist_state": "session"}
 SHARE = {"bind": "query-params", **KEEP}
 
 
-@functools.cache  # once per process: gc.get_freeze_count() walks the list (~40 ms a rerun)
+@functools.cache  # once per process; gc.get_freeze_count() would walk the list (~40 ms a run)
 def freeze_imported_objects() -> None:
     """A full garbage collection walks every object, TensorFlow's and Streamlit's included:
     about 250 ms with the GIL held, a stall for every session at once. What the imports made
