@@ -88,16 +88,33 @@ def dice_formula(truth, pred, settings: Settings) -> list[str]:
         value = r"\text{undefined } (0/0)" if den == 0 else f"{num / den:.4f}"
         who = f"\\text{{class {c}}}: " if len(inter) > 1 else ""
         lines.append(
-            rf"{who}\frac{{2 \times {_fmt(inter[c])} + {_fmt(s)}}}"
-            rf"{{{_fmt(pred_sum[c])} + {_fmt(true_sum[c])} + {_fmt(s)} + {_fmt(e)}}} = {value}")
+            rf"{who}\frac{{2 \times {latex_number(inter[c])} + {latex_number(s)}}}"
+            rf"{{{latex_number(pred_sum[c])} + {latex_number(true_sum[c])} + {latex_number(s)} + {latex_number(e)}}} = {value}")
     return lines
 
 
-def _fmt(x: float) -> str:
+def number_text(value: float | None, spec: str = ".4g") -> str:
+    """How a number reads in the app's sentences and tables: 0/0 is named, infinity is ∞,
+    a missing value is n/a; otherwise ``format(value, spec)``."""
+    if value is None:
+        return "n/a"
+    value = float(value)
+    if math.isnan(value):
+        return "undefined (0/0)"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return format(value, spec)
+
+
+def latex_number(x: float) -> str:
+    """A number inside a LaTeX formula: 6553.6 as is, 1e-05 as 10^{-5}, 2.5e-07 as
+    2.5 \\times 10^{-7}."""
     if x == 0 or 1e-3 <= abs(x) < 1e7:
         return f"{x:.6g}"
     mantissa, exponent = f"{x:.3e}".split("e")
-    return rf"{mantissa} \times 10^{{{int(exponent)}}}"
+    power = f"10^{{{int(exponent)}}}"
+    mantissa = f"{float(mantissa):g}"
+    return power if mantissa == "1" else rf"{mantissa} \times {power}"
 
 
 def inverse_frequency_weights(truth_labels: np.ndarray, num_classes: int) -> tuple[float, ...]:

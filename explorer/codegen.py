@@ -103,14 +103,7 @@ def snippet(framework: str, *, loss: str, **settings) -> str:
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {list(FRAMEWORKS)}, got {framework!r}")
-    if loss not in losses.LOSSES:
-        raise ValueError(f"loss must be one of {sorted(losses.LOSSES)}, got {loss!r}")
-    defaults = losses.loss_keywords(losses.LOSSES[loss])
-    for key in settings:
-        if key not in defaults:
-            raise ValueError(f"{loss} got an unknown keyword {key!r}; accepted: {sorted(defaults)}")
-    settings = {**defaults, **settings}
-    losses.check_settings(loss, **settings)
+    settings = losses.check_keywords(loss, settings)
     settings = {key: _baked(value) for key, value in settings.items()}
 
     code = _Code()

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explorer import losses
+from explorer.analysis import latex_number, number_text
 
 MONAI_SMOOTH = 1e-5  # smooth_nr = smooth_dr = 1e-5
 SMP_EPS = 1e-7  # clamps its half-size denominator P/2 + G/2 + smooth
@@ -177,10 +178,6 @@ class _Facts:
         return [int(c) for c in np.flatnonzero(self.true.sum(0) == 0)]
 
 
-def _num(x):
-    return "undefined (0/0)" if math.isnan(x) else f"{x:.4g}"
-
-
 def _delta(a, b):
     return f"{a - b:+.3g}"
 
@@ -206,19 +203,12 @@ def _where(b, c, facts):
     return f"image {b}" + ("" if facts.classes == 1 else f" (class {c})")
 
 
-def _tex(x):
-    """A number for LaTeX: 1e-05 -> 10^{-5}, 2e-07 -> 2 \\times 10^{-7}."""
-    if x == 0 or 1e-3 <= abs(x) < 1e4:
-        return f"{x:g}"
-    mantissa, exponent = f"{x:.0e}".split("e")
-    power = f"10^{{{int(exponent)}}}"
-    return power if mantissa == "1" else rf"{mantissa} \times {power}"
 
 
-def _dice_tex(index, smooth, epsilon):
+def _dicelatex_number(index, smooth, epsilon):
     i = f"_{{{index}}}" if index else ""
-    s = f" + {_tex(smooth)}" if smooth else ""
-    eps = f" + {_tex(epsilon)}" if epsilon else ""
+    s = f" + {latex_number(smooth)}" if smooth else ""
+    eps = f" + {latex_number(epsilon)}" if epsilon else ""
     return rf"\frac{{2I{i}{s}}}{{P{i} + G{i}{s}{eps}}}"
 
 
@@ -234,7 +224,7 @@ def _why_monai(f, v):
     if wrong:
         # no truth: I = 0, so the term is 1 - smooth / (P + smooth)
         term = [1 - MONAI_SMOOTH / (f.pred[b, c] + MONAI_SMOOTH) for b, c in wrong]
-        low, high = _num(min(term)), _num(max(term))
+        low, high = number_text(min(term)), number_text(max(term))
         size = (f"a loss of {low}" + (" each" if len(term) > 1 else "") if low == high
                 else f"losses from {low} to {high}")
         text.append(f"The truth is empty in {_listed(_where(b, c, f) for b, c in wrong)}: every "
@@ -256,7 +246,7 @@ def _absent_sentence(f, smooth):
     text = []
     if predicted:
         text.append(f"{_subject(_class(c, f) for c in predicted)} absent from the truth but "
-                    f"predicted, so it scores near 0 (loss {_num(1 - dice[predicted[0]])}).")
+                    f"predicted, so it scores near 0 (loss {number_text(1 - dice[predicted[0]])}).")
     if quiet:
         text.append(f"{_subject(_class(c, f) for c in quiet)} absent from truth and "
                     "prediction: smooth makes it a perfect score (loss 0).")
@@ -266,8 +256,8 @@ def _absent_sentence(f, smooth):
 def _why_monai_batch(f, v):
     per_class = (f"one Dice per class, then the mean over the {f.classes} classes"
                  if f.classes > 1 else "one Dice for the foreground")
-    text = (f"Sums over the whole batch first, {per_class}: {_num(v['monai_batch'])} here "
-            f"against {_num(v['monai'])} per image ({_delta(v['monai_batch'], v['monai'])}).")
+    text = (f"Sums over the whole batch first, {per_class}: {number_text(v['monai_batch'])} here "
+            f"against {number_text(v['monai'])} per image ({_delta(v['monai_batch'], v['monai'])}).")
     empty_images = [b for b in range(f.images) if np.any(f.true[b] == 0)]
     if f.images == 1:
         text += " With one image the two reductions are the same."
@@ -290,21 +280,21 @@ def _why_smp(f, v):
     absent = f.absent()
     if absent and f.classes == 1:
         text.append("The truth is empty in every image, so smp returns loss 0 whatever is "
-                    f"predicted (Keras gives {_num(v['keras'])}).")
+                    f"predicted (Keras gives {number_text(v['keras'])}).")
     elif absent:
         dice = f.batch_dice(MONAI_SMOOTH)
         text.append(f"{_subject(_class(c, f) for c in absent)} absent from the batch's "
                     f"truth, so smp sets {'its' if len(absent) == 1 else 'their'} loss to 0 and "
                     f"still divides by all {f.classes} classes; MONAI(batch=True) gives "
-                    f"{_class(absent[0], f)} loss {_num(1 - dice[absent[0]])}.")
+                    f"{_class(absent[0], f)} loss {number_text(1 - dice[absent[0]])}.")
     elif not f.soft_truth:
         text.append(f"No class is absent from the truth, so this is whole-batch Dice without "
-                    f"smoothing: {_num(v['smp'])} against MONAI(batch=True)'s "
-                    f"{_num(v['monai_batch'])}.")
+                    f"smoothing: {number_text(v['smp'])} against MONAI(batch=True)'s "
+                    f"{number_text(v['monai_batch'])}.")
     if f.soft_truth:
         text.append(f"The truth is soft, and smp's intersection is the L1 form "
                     f"sum(p + g - |p - g|)/2 (our soft_label=True), not sum(p g): "
-                    f"{_num(v['smp'])} against MONAI(batch=True)'s {_num(v['monai_batch'])}.")
+                    f"{number_text(v['smp'])} against MONAI(batch=True)'s {number_text(v['monai_batch'])}.")
     return " ".join(text)
 
 
@@ -328,7 +318,7 @@ def _why_keras(f, v):
                  "pixels, so this is 1 minus the mean probability given to the true class.")
     return text + (f" Large classes dominate ({_class(largest, f)} holds "
                    f"{f.true[:, largest].sum() / (f.pixels * f.images):.0%} of the truth): "
-                   f"{_num(v['keras'])} against {_num(v['sm_keras'])} for the mean of "
+                   f"{number_text(v['keras'])} against {number_text(v['sm_keras'])} for the mean of "
                    "per-class Dice (segmentation_models).")
 
 
@@ -337,7 +327,7 @@ def _why_sm_keras(f, v):
     text = ("F-score with beta = 1 is Dice: (2TP + s)/(2TP + FN + FP + s) = (2I + s)/(P + G + s) "
             "with s = 1e-5, whole batch (per_image=False), then 1 minus the mean over classes.")
     text += (" Same formula and reduction as MONAI DiceLoss(batch=True), so the same number."
-             if same else f" MONAI DiceLoss(batch=True) gives {_num(v['monai_batch'])}.")
+             if same else f" MONAI DiceLoss(batch=True) gives {number_text(v['monai_batch'])}.")
     return text + _absent_sentence(f, SM_SMOOTH)
 
 
@@ -345,7 +335,7 @@ def _why_seed_000(f, v):
     if f.classes == 1:
         text = (f"Per image, with its 'epsilon' 1e-6 added to numerator and denominator (our "
                 f"smooth = 1e-6, epsilon = 0): MONAI's default reduction with a smaller smooth, "
-                f"{_num(v['seed_000'])} against {_num(v['monai'])} "
+                f"{number_text(v['seed_000'])} against {number_text(v['monai'])} "
                 f"({_delta(v['seed_000'], v['monai'])}).")
         both = [f"image {b}" for b in range(f.images) if f.true[b, 0] == 0 and f.pred[b, 0] == 0]
         if both:
@@ -354,14 +344,14 @@ def _why_seed_000(f, v):
         return text
     return (f"Its dice_loss sums over axes [1, 2, 3], so each image's {f.classes} channels are "
             f"pooled into one Dice (background included), then the mean over images: "
-            f"{_num(v['seed_000'])} against {_num(v['seed_000_multiclass'])} for its own "
+            f"{number_text(v['seed_000'])} against {number_text(v['seed_000_multiclass'])} for its own "
             "per-class multiclass_dice_loss.")
 
 
 def _why_seed_000_multiclass(f, v):
     return (f"Its multiclass_dice_loss scores each image and class (smooth 1e-6), then the mean "
             f"over images and over classes: MONAI DiceLoss()'s reduction with a smaller smooth, "
-            f"{_num(v['seed_000_multiclass'])} against {_num(v['monai'])} "
+            f"{number_text(v['seed_000_multiclass'])} against {number_text(v['monai'])} "
             f"({_delta(v['seed_000_multiclass'], v['monai'])}).")
 
 
@@ -375,10 +365,10 @@ def _why_seed_001(f, v):
                        "(loss 0) where Keras gives loss 1.")
     if f.true.sum() == 0:
         return text + (f" The truth is empty everywhere: Keras gives loss 1, smooth 1 gives "
-                       f"{_num(v['seed_001'])}, less the fewer pixels are predicted.")
+                       f"{number_text(v['seed_001'])}, less the fewer pixels are predicted.")
     return text + (f" Smooth 1 acts like one extra matched pixel against a truth of "
-                   f"{f.true.sum():.6g} pixels in all: {_num(v['seed_001'])} against Keras' "
-                   f"{_num(v['keras'])} ({_delta(v['seed_001'], v['keras'])}).")
+                   f"{f.true.sum():.6g} pixels in all: {number_text(v['seed_001'])} against Keras' "
+                   f"{number_text(v['keras'])} ({_delta(v['seed_001'], v['keras'])}).")
 
 
 def _same(a, b):
@@ -397,32 +387,32 @@ def _conventions(f: _Facts) -> list[tuple]:
     mean_c = r"\frac{1}{C}\sum_{c}"
     rows = [
         ("monai", "MONAI DiceLoss()", "monai.losses.DiceLoss()",
-         rf"{mean_bc}\Big(1 - {_dice_tex('bc', MONAI_SMOOTH, 0)}\Big)",
+         rf"{mean_bc}\Big(1 - {_dicelatex_number('bc', MONAI_SMOOTH, 0)}\Big)",
          {"smooth": MONAI_SMOOTH, "epsilon": 0.0, "per_image": True, "include_background": True},
          _why_monai),
         ("monai_batch", "MONAI DiceLoss(batch=True)", "monai.losses.DiceLoss(batch=True)",
-         rf"{mean_c}\Big(1 - {_dice_tex('c', MONAI_SMOOTH, 0)}\Big)"
+         rf"{mean_c}\Big(1 - {_dicelatex_number('c', MONAI_SMOOTH, 0)}\Big)"
          r"\quad\text{(sums over the whole batch)}",
          {"smooth": MONAI_SMOOTH, "epsilon": 0.0, "per_image": False, "include_background": True},
          _why_monai_batch),
         ("smp", f'segmentation_models_pytorch DiceLoss(mode="{mode}")',
          f'segmentation_models_pytorch.losses.DiceLoss(mode="{mode}", from_logits=False)',
-         rf"{mean_c}[G_c > 0]\Big(1 - \frac{{2I_c}}{{\max(P_c + G_c,\ {_tex(2 * SMP_EPS)})}}\Big),"
+         rf"{mean_c}[G_c > 0]\Big(1 - \frac{{2I_c}}{{\max(P_c + G_c,\ {latex_number(2 * SMP_EPS)})}}\Big),"
          r"\ I_c = \sum \tfrac{p + g - |p - g|}{2}",
          {"smooth": 0.0, "epsilon": 0.0, "per_image": False, "soft_label": True,
           ABSENT_CLASSES_ZERO: True, DENOMINATOR_FLOOR: 2 * SMP_EPS},
          _why_smp),
         ("keras", "Keras 3 keras.losses.Dice()", "keras.losses.Dice()",
-         rf"1 - {_dice_tex('', 0, KERAS_EPSILON)}\quad\text{{(one sum over the whole tensor)}}",
+         rf"1 - {_dicelatex_number('', 0, KERAS_EPSILON)}\quad\text{{(one sum over the whole tensor)}}",
          {"smooth": 0.0, "epsilon": KERAS_EPSILON, "per_image": False, **pool},
          _why_keras),
         ("sm_keras", "segmentation_models (Keras) DiceLoss()",
          "segmentation_models.losses.DiceLoss()",
-         rf"1 - {mean_c}{_dice_tex('c', SM_SMOOTH, 0)}\quad\text{{(sums over the whole batch)}}",
+         rf"1 - {mean_c}{_dicelatex_number('c', SM_SMOOTH, 0)}\quad\text{{(sums over the whole batch)}}",
          {"smooth": SM_SMOOTH, "epsilon": 0.0, "per_image": False},
          _why_sm_keras),
         ("seed_000", "Seed 000 dice_loss", "dice_loss(y_true, y_pred)  # seed 000, epsilon=1e-6",
-         rf"\frac{{1}}{{B}}\sum_b\Big(1 - {_dice_tex('b', SEED_000_SMOOTH, 0)}\Big)"
+         rf"\frac{{1}}{{B}}\sum_b\Big(1 - {_dicelatex_number('b', SEED_000_SMOOTH, 0)}\Big)"
          + (r"\quad\text{(each image's classes pooled)}" if several else ""),
          {"smooth": SEED_000_SMOOTH, "epsilon": 0.0, "per_image": True, **pool},
          _why_seed_000),
@@ -431,12 +421,12 @@ def _conventions(f: _Facts) -> list[tuple]:
         rows.append(
             ("seed_000_multiclass", "Seed 000 multiclass_dice_loss",
              "multiclass_dice_loss(y_true, y_pred)  # seed 000, epsilon=1e-6",
-             rf"{mean_bc}\Big(1 - {_dice_tex('bc', SEED_000_SMOOTH, 0)}\Big)",
+             rf"{mean_bc}\Big(1 - {_dicelatex_number('bc', SEED_000_SMOOTH, 0)}\Big)",
              {"smooth": SEED_000_SMOOTH, "epsilon": 0.0, "per_image": True},
              _why_seed_000_multiclass))
     rows.append(
         ("seed_001", "Seed 001 dice_loss", "dice_loss(y_true, y_pred)  # seed 001, smooth=1",
-         rf"1 - {_dice_tex('', SEED_001_SMOOTH, 0)}\quad\text{{(one sum over the whole tensor)}}",
+         rf"1 - {_dicelatex_number('', SEED_001_SMOOTH, 0)}\quad\text{{(one sum over the whole tensor)}}",
          {"smooth": SEED_001_SMOOTH, "epsilon": 0.0, "per_image": False, **pool},
          _why_seed_001))
     return rows
@@ -446,7 +436,7 @@ def _ours_formula(kw):
     defaults = losses.loss_keywords(losses.dice_loss)
     kw = {**defaults, **kw}
     index = "bc" if kw["per_image"] else "c"
-    dice = _dice_tex(index, float(kw["smooth"]), float(kw["epsilon"]))
+    dice = _dicelatex_number(index, float(kw["smooth"]), float(kw["epsilon"]))
     first = "" if kw["include_background"] else r"_{c \geq 1}"
     if kw["class_weights"] is None:
         outer = (rf"\frac{{1}}{{BC}}\sum_{{b,c}}" if kw["per_image"] else
@@ -489,7 +479,7 @@ def _ours(kw, f, value, rows):
             why += f" Same number as {_listed(same, limit=4)}."
         else:
             near = min(rows, key=lambda r: abs(r.value - value))
-            why += f" Closest: {near.library}, {_num(near.value)} ({_delta(value, near.value)})."
+            why += f" Closest: {near.library}, {number_text(near.value)} ({_delta(value, near.value)})."
     return Translation("ours", "This explorer, current settings",
                        f"explorer.losses.dice_loss(y_true, y_pred{args})",
                        _ours_formula(kw), dict(kw), value, why)
@@ -508,12 +498,7 @@ def translate(y_true, y_pred, *, ours: dict | None = None) -> list[Translation]:
         if not isinstance(ours, dict):
             raise ValueError(f"ours must be a dict of dice_loss keywords, got "
                              f"{type(ours).__name__}")
-        accepted = losses.loss_keywords(losses.dice_loss)
-        unknown = sorted(set(ours) - set(accepted))
-        if unknown:
-            raise ValueError(f"ours has an unknown keyword {unknown[0]!r}: dice_loss accepts "
-                             f"{sorted(accepted)}")
-        losses.check_settings("dice_loss", **ours)
+        losses.check_keywords("dice_loss", ours)
     facts = _Facts.of(g, p)
     found = [(key, lib, call, tex, mapped, why, evaluate(g, p, mapped))
              for key, lib, call, tex, mapped, why in _conventions(facts)]

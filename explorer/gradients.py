@@ -40,7 +40,10 @@ def probabilities_to_logits(y_pred: np.ndarray) -> np.ndarray:
     y_pred = np.asarray(y_pred)
     dtype = np.float64 if y_pred.dtype == np.float64 else np.float32
     p = tf.convert_to_tensor(y_pred.astype(dtype, copy=False))
-    z = _logit(p) if p.shape[-1] == 1 else tf.math.log(_clip(p))
+    if p.shape[-1] == 1:
+        z = losses.probability_logits(p)
+    else:
+        z = tf.math.log(losses.clip_probabilities(p))
     return z.numpy()
 
 
@@ -68,22 +71,13 @@ def _build(loss_name, wrt, rank, channels, dtype, static, numeric_shapes):
             else:
                 probs = x
             if takes_logits:
-                arg = x if wrt == "logits" else _logit(probs)
+                arg = x if wrt == "logits" else losses.probability_logits(probs)
             else:
                 arg = probs
             value = fn(y_true, arg, **static, **numeric)
         return value, tape.gradient(value, x)
 
     return value_and_grad
-
-
-def _clip(p):
-    return tf.clip_by_value(p, losses.PROB_CLIP, 1 - losses.PROB_CLIP)
-
-
-def _logit(p):
-    p = _clip(p)
-    return tf.math.log(p) - tf.math.log1p(-p)
 
 
 def loss_and_gradient(loss_name, y_true, y_pred, *, wrt="probabilities", **loss_keywords):
@@ -133,7 +127,7 @@ def _build_values(named_statics, numeric_shapes, rank, channels, dtype):
         _traces += 1  # runs at trace time only
         out = []
         for (name, static), numeric in zip(named_statics, numerics):
-            arg = _logit(probs) if name in losses.TAKES_LOGITS else probs
+            arg = losses.probability_logits(probs) if name in losses.TAKES_LOGITS else probs
             out.append(tf.cast(losses.LOSSES[name](y_true, arg, **static, **numeric), dtype))
         return tf.stack(out)
 
@@ -143,13 +137,7 @@ def _build_values(named_statics, numeric_shapes, rank, channels, dtype):
 def _split(loss_name, loss_keywords, dtype):
     """Check a loss's keywords; split them into switches (baked into the graph) and
     numbers (tensor arguments), with the signature that picks the compiled function."""
-    if loss_name not in losses.LOSSES:
-        raise ValueError(f"loss_name must be one of {sorted(losses.LOSSES)}, got {loss_name!r}")
-    accepted = losses.loss_keywords(losses.LOSSES[loss_name])
-    unknown = sorted(set(loss_keywords) - set(accepted))
-    if unknown:
-        raise ValueError(f"{loss_name} got unknown keywords {unknown}; accepted: {sorted(accepted)}")
-    losses.check_settings(loss_name, **loss_keywords)
+    losses.check_keywords(loss_name, loss_keywords, argument="loss_name")
     static = {k: v for k, v in loss_keywords.items() if not _is_numeric(v)}
     numeric = {k: np.asarray(v, dtype.as_numpy_dtype) for k, v in loss_keywords.items()
                if _is_numeric(v)}

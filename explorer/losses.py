@@ -24,6 +24,20 @@ Reductions: ``per_image=True`` scores each image, then averages over the batch;
 Classes are combined as ``sum_c w_c L_c / sum_c w_c`` (or ``sum_c w_c L_c`` when
 ``normalize_weights=False``).
 
+What a user imports (``__all__``):
+
+* loss functions ``f(y_true, y_pred, **keywords) -> scalar``: ``dice_loss``,
+  ``jaccard_loss``, ``tversky_loss``, ``generalized_dice_loss``, ``binary_crossentropy``,
+  ``bce_dice_loss``, ``bce_log_dice_loss``, ``focal_loss``, ``lovasz_hinge`` (logits),
+  ``lovasz_softmax``; all of them by name in ``LOSSES``;
+* Keras ``Loss`` classes for ``model.compile``: ``DiceLoss``, ``BCEDiceLoss``,
+  ``JaccardLoss``, ``TverskyLoss``, ``FocalLoss``, ``GeneralizedDiceLoss``,
+  ``LovaszHingeLoss``, ``LovaszSoftmaxLoss`` (registered, so saved models reload);
+* scores and diagnostics: ``dice_coefficient``, ``per_class_dice``, ``overlap_sums``,
+  ``hard_metrics``, ``degenerate_cases`` (why a score is 0/0, in words);
+* checks and helpers: ``check_keywords``, ``check_settings``, ``loss_keywords``,
+  ``prepare_inputs``, ``clip_probabilities``, ``probability_logits``.
+
 Example::
 
     model.compile(optimizer="adam", loss=DiceLoss(smooth=1.0, per_image=True))
@@ -38,6 +52,17 @@ from typing import NamedTuple
 import keras
 import numpy as np
 import tensorflow as tf
+
+__all__ = [
+    "LOSSES", "TAKES_LOGITS", "PROB_CLIP",
+    "dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss", "binary_crossentropy",
+    "bce_dice_loss", "bce_log_dice_loss", "focal_loss", "lovasz_hinge", "lovasz_softmax",
+    "DiceLoss", "BCEDiceLoss", "JaccardLoss", "TverskyLoss", "FocalLoss", "GeneralizedDiceLoss",
+    "LovaszHingeLoss", "LovaszSoftmaxLoss",
+    "dice_coefficient", "per_class_dice", "overlap_sums", "hard_metrics", "degenerate_cases",
+    "Degenerate", "check_keywords", "check_settings", "loss_keywords", "prepare_inputs",
+    "clip_probabilities", "probability_logits",
+]
 
 PROB_CLIP = 1e-7  # like Keras' backend epsilon: BCE/focal clip p to [1e-7, 1 - 1e-7]
 LOVASZ_CLASSES = ("present", "all")
@@ -127,6 +152,29 @@ _RULE_OVERRIDES = {
     ("tversky_loss", "gamma"): _number_rule(0.0, low_open=True),
     ("focal_loss", "alpha"): _optional_alpha_rule,
 }
+
+
+def check_keywords(loss, keywords: dict, *, argument: str = "loss") -> dict:
+    """The one keyword check for every caller (losses, gradients, codegen, conventions,
+    the Keras classes, training): ``loss`` (a name in ``LOSSES``, or a loss function)
+    must exist, every keyword be one the loss takes, every value in range
+    (:func:`check_settings`). Returns the loss's full keywords: its defaults updated
+    with ``keywords``. ``argument`` is the caller's name for ``loss``, for the message.
+    """
+    if callable(loss):
+        fn, loss_name = loss, loss.__name__
+    elif loss in LOSSES:
+        fn, loss_name = LOSSES[loss], loss
+    else:
+        raise ValueError(f"{argument} must be one of {', '.join(sorted(LOSSES))}, "
+                         f"got {loss!r}")
+    accepted = loss_keywords(fn)
+    unknown = sorted(set(keywords) - set(accepted))
+    if unknown:
+        raise ValueError(f"{loss_name} got an unknown keyword {unknown[0]!r}; accepted: "
+                         f"{', '.join(sorted(accepted)) or 'none'}")
+    check_settings(loss_name, **keywords)
+    return {**accepted, **keywords}
 
 
 def check_settings(loss_name: str, **settings) -> None:
@@ -433,11 +481,23 @@ def _sudre_weights(volume):
 # ------------------------------------------------------------------ cross-entropy
 
 
+def clip_probabilities(p):
+    """``p`` clipped to ``[PROB_CLIP, 1 - PROB_CLIP]`` (as Keras): 0 and 1 get finite logs."""
+    return tf.clip_by_value(p, PROB_CLIP, 1 - PROB_CLIP)
+
+
+def probability_logits(p):
+    """The logit ``log p - log1p(-p)`` of clipped probabilities (a sigmoid's input):
+    0 and 1 map to about -/+16 instead of infinities."""
+    p = clip_probabilities(p)
+    return tf.math.log(p) - tf.math.log1p(-p)
+
+
 def binary_crossentropy(y_true, y_pred):
     """Mean over all elements of ``-(g log p + (1-g) log(1-p))``, p clipped to
     ``[1e-7, 1 - 1e-7]`` as Keras does."""
     g, p = prepare_inputs(y_true, y_pred)
-    p = tf.clip_by_value(p, PROB_CLIP, 1 - PROB_CLIP)
+    p = clip_probabilities(p)
     return tf.reduce_mean(-(g * tf.math.log(p) + (1 - g) * tf.math.log(1 - p)))
 
 
@@ -466,7 +526,7 @@ def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None):
     """
     check_settings("focal_loss", gamma=gamma, alpha=alpha)
     g, p = prepare_inputs(y_true, y_pred)
-    p = tf.clip_by_value(p, PROB_CLIP, 1 - PROB_CLIP)
+    p = clip_probabilities(p)
     gamma = _num(gamma, g.dtype)
     positive = g * tf.pow(1 - p, gamma) * tf.math.log(p)
     if g.shape[-1] == 1:
@@ -676,15 +736,9 @@ class _FunctionLoss(keras.losses.Loss):
 
     def __init__(self, *, name=None, reduction="sum_over_batch_size", dtype=None, **settings):
         fn = type(self).function
-        defaults = loss_keywords(fn)
-        unknown = sorted(set(settings) - set(defaults))
-        if unknown:
-            raise ValueError(f"{type(self).__name__} got unknown keywords {unknown}; "
-                             f"accepted: {sorted(defaults)}")
-        self.settings = {**defaults, **settings}
-        if isinstance(self.settings.get("class_weights"), np.ndarray):
-            self.settings["class_weights"] = self.settings["class_weights"].tolist()
-        check_settings(fn.__name__, **self.settings)
+        if isinstance(settings.get("class_weights"), np.ndarray):
+            settings["class_weights"] = settings["class_weights"].tolist()
+        self.settings = check_keywords(fn, settings)
         super().__init__(name=name or fn.__name__, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
@@ -739,8 +793,7 @@ class GeneralizedDiceLoss(_FunctionLoss):
 def _lovasz_hinge_on(y_true, y_pred, *, per_image=True, from_logits=True):
     if not from_logits:  # a sigmoid model: back to logits, clipped like BCE
         p = tf.convert_to_tensor(y_pred)
-        p = tf.clip_by_value(tf.cast(p, _compute_dtype(p)), PROB_CLIP, 1 - PROB_CLIP)
-        y_pred = tf.math.log(p) - tf.math.log1p(-p)
+        y_pred = probability_logits(tf.cast(p, _compute_dtype(p)))
     return lovasz_hinge(y_true, y_pred, per_image=per_image)
 
 

@@ -124,3 +124,27 @@ def test_one_compiled_call_gives_every_value_of_the_table_and_sizes_do_not_retra
     assert gradients.trace_count() == traces  # numbers are arguments, sizes are None dims
     with pytest.raises(ValueError, match="alpha"):
         gradients.loss_values([("dice_loss", {"alpha": 1.0})], truth, pred)
+
+
+# ------------------------------------------------------------------ how numbers read
+
+
+@pytest.mark.parametrize("value, spec, text", [
+    (float("nan"), ".4g", "undefined (0/0)"),
+    (float("inf"), ".4g", "∞"),
+    (-float("inf"), ".4g", "−∞"),
+    (None, ".4g", "n/a"),
+    (0.123456789, ".4g", "0.1235"),
+    (0.123456789, ".6f", "0.123457"),
+    (np.float32(0.5), ".4f", "0.5000"),
+])
+def test_number_text_names_the_odd_values(value, spec, text):
+    assert analysis.number_text(value, spec) == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.0, "0"), (6553.6, "6553.6"), (0.001, "0.001"), (1e-5, "10^{-5}"),
+    (2.5e-7, r"2.5 \times 10^{-7}"), (1.23456e8, r"1.235 \times 10^{8}"),
+])
+def test_latex_number_uses_powers_of_ten_outside_the_plain_range(value, text):
+    assert analysis.latex_number(value) == text

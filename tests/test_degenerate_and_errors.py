@@ -210,3 +210,29 @@ def test_squared_tversky_with_alpha_equal_beta_stays_in_range(a):
     value = float(losses.tversky_loss(g, p, alpha=a, beta=a, smooth=0.0, squared=True))
     assert value == pytest.approx(1 - 0.5 / (0.5 + a / 4), rel=1e-12)
     assert 0.0 <= value <= 1.0
+
+
+def test_every_caller_checks_keywords_with_the_same_sentence():
+    """Losses' Keras classes, gradients, code export and the conventions translator all
+    go through losses.check_keywords: one wording for one mistake."""
+    from explorer import codegen, conventions
+
+    expected = "dice_loss got an unknown keyword 'gama'; accepted: "
+    g = np.zeros((1, 4, 4, 1), np.float32)
+    calls = [
+        lambda: losses.DiceLoss(gama=2.0),
+        lambda: gradients.loss_and_gradient("dice_loss", g, g, gama=2.0),
+        lambda: codegen.snippet("tensorflow", loss="dice_loss", gama=2.0),
+        lambda: conventions.translate(g, g, ours={"gama": 2.0}),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value).startswith(expected), str(err.value)
+        assert "smooth" in str(err.value)
+
+
+def test_check_keywords_returns_the_defaults_updated():
+    full = losses.check_keywords("tversky_loss", {"alpha": 0.3})
+    assert full["alpha"] == 0.3 and full["beta"] == 0.5 and full["smooth"] == 1.0
+    assert set(full) == set(losses.loss_keywords(losses.tversky_loss))

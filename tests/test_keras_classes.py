@@ -234,3 +234,10 @@ INVALID_KEYWORDS = [
 def test_invalid_keyword_raises_value_error_at_construction(cls_name, kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         getattr(el, cls_name)(**kwargs)
+
+
+def test_public_api_lists_what_exists_and_every_loss():
+    names = set(el.__all__)
+    assert all(hasattr(el, name) for name in names)
+    assert set(el.LOSSES) <= names
+    assert not any(name.startswith("_") for name in names)
