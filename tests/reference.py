@@ -4,7 +4,7 @@ Plain numpy re-implementations of every loss and metric in ``explorer.losses``,
 written straight from the written contract (formulas, defaults, reductions,
 degenerate cases) with explicit loops over images and classes. Clarity wins
 over speed: this module is the yardstick the TensorFlow library is measured
-against, and the numpy floor of the benchmark.
+against.
 
 Conventions (same as the library): channels-last arrays ``[B, S1, ..., Sk, C]``,
 every axis between batch (0) and channel (-1) is spatial; ``y_pred`` are

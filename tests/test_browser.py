@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from explorer.bench_browser import (CHROMIUM_ARGS, IDLE, REPO, chromium_path, start_server,
+from explorer.bench.browser import (CHROMIUM_ARGS, IDLE, REPO, chromium_path, start_server,
                                     stop_server)
 
 ARTIFACTS = REPO / "tests" / "artifacts"

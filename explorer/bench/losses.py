@@ -1,4 +1,4 @@
-"""Benchmark: how fast is a loss value + per-pixel gradient, compiled vs eager vs a numpy floor.
+"""Benchmark: how fast is a loss value + per-pixel gradient, compiled vs eager vs a NumPy floor.
 
 Run it as ``python -m explorer.bench`` (``--help`` for the options). For each loss in
 ``explorer.losses.LOSSES``, for a binary (C=1) and a 4-class (C=4) mask at each size S
@@ -7,33 +7,32 @@ it prints the median time over the repeats of
 
 * compiled: ``explorer.gradients.loss_and_gradient(name, y_true, y_pred)`` (value and gradient),
 * eager: the naive way, a ``tf.GradientTape`` around the eager loss function, gradient to numpy,
-* numpy: the forward pass alone of the numpy oracle ``tests.reference`` in float64 (a floor for
-  "how fast could a value be at all"; it computes no gradient),
+* numpy: the forward value alone, in float64, of this module's own vectorised NumPy version of
+  the loss at its DEFAULT settings (``NUMPY_FLOOR``; it computes no gradient and checks no input):
+  a floor for "how fast could a value be at all",
 * first call: the very first ``loss_and_gradient`` call at that size, measured before the repeats
   and after a warm-up at another size, so it shows whether a new image size retraces.
 
-``lovasz_hinge`` is binary only and takes logits: its eager run feeds ``log(p / (1 - p))``.
+``lovasz_hinge`` is binary only and takes logits: its eager and numpy runs feed
+``explorer.losses.probability_logits(p)``.
 No timing is asserted anywhere; this is a table for people to read.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from explorer import gradients, losses  # noqa: E402
+from explorer import gradients, losses
 
 DEFAULT_SIZES = (128, 256, 512, 1024)
 DEFAULT_REPEATS = 20
@@ -41,9 +40,6 @@ QUICK_SIZES = (128, 256)
 QUICK_REPEATS = 5
 CLASS_COUNTS = (1, 4)
 BINARY_ONLY = frozenset({"lovasz_hinge"})
-TAKES_LOGITS = getattr(losses, "TAKES_LOGITS", frozenset({"lovasz_hinge"}))
-NUMPY_UNAVAILABLE = "numpy floor unavailable"
-NUMPY_BUDGET_S = 5.0  # at most about this many seconds of numpy-oracle calls per table cell
 
 COLUMNS = (
     ("loss", 21, "<"),
@@ -51,7 +47,7 @@ COLUMNS = (
     ("size", 5, ">"),
     ("compiled ms", 11, ">"),
     ("eager ms", 10, ">"),
-    ("numpy ms", len(NUMPY_UNAVAILABLE), ">"),
+    ("numpy ms", 10, ">"),
     ("first-call ms", 13, ">"),
     ("compiled/eager", 14, ">"),
     ("compiled/numpy", 14, ">"),
@@ -65,9 +61,8 @@ class Row:
     size: int
     compiled_ms: float
     eager_ms: float
-    numpy_ms: float | None  # None: the numpy floor could not run
+    numpy_ms: float | None  # None: no NumPy floor for this loss
     first_call_ms: float
-    numpy_note: str = ""  # why numpy_ms is None
 
     @property
     def compiled_over_eager(self) -> float:
@@ -118,20 +113,91 @@ def make_inputs(size: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
     return truth[None].astype(np.float32), pred[None].astype(np.float32)
 
 
-def to_logits(p: np.ndarray) -> np.ndarray:
-    return np.log(p / (1.0 - p))
+def logits_of(p: np.ndarray) -> np.ndarray:
+    """``explorer.losses.probability_logits(p)`` as a NumPy array of ``p``'s dtype."""
+    return losses.probability_logits(tf.constant(p)).numpy()
+
+
+# ----------------------------------------------------------------------------- the NumPy floor
+# Each loss at its default settings (per image, classes averaged, smooth as in its signature),
+# float64, vectorised: the forward value plain NumPy needs for the same number. It is a floor,
+# not an oracle (tests/reference.py is that): tests/test_bench.py checks that it agrees.
+
+
+def _np_sums(g: np.ndarray, p: np.ndarray):
+    """I, P, G per image and class: sums over every axis between batch and channel."""
+    g, p = g.reshape(len(g), -1, g.shape[-1]), p.reshape(len(p), -1, p.shape[-1])
+    return np.einsum("bnc,bnc->bc", p, g), np.einsum("bnc->bc", p), np.einsum("bnc->bc", g)
+
+
+def _np_tversky(g, p, alpha: float, beta: float, smooth: float) -> float:
+    inter, pred, true = _np_sums(g, p)
+    index = (inter + smooth) / (inter + alpha * (pred - inter) + beta * (true - inter) + smooth)
+    return float(np.mean(1 - index))
+
+
+def _np_dice(g, p) -> float:  # (2I + 1) / (P + G + 1) is Tversky(1/2, 1/2) with smooth 1/2
+    return _np_tversky(g, p, 0.5, 0.5, 0.5)
+
+
+def _np_generalized_dice(g, p, smooth: float = 1e-5) -> float:
+    inter, pred, true = _np_sums(g, p)
+    present = true > 0
+    raw = np.divide(1.0, true * true, out=np.zeros_like(true), where=present)
+    weights = np.where(present, raw, raw.max(-1, keepdims=True))  # absent: the largest weight
+    weights = np.where(present.any(-1, keepdims=True), weights, 1.0)  # none present: all 1
+    score = (2 * (weights * inter).sum(-1) + smooth) / ((weights * (pred + true)).sum(-1) + smooth)
+    return float(np.mean(1 - score))
+
+
+def _np_bce(g, p) -> float:
+    p = np.clip(p, losses.PROB_CLIP, 1 - losses.PROB_CLIP)
+    return float(np.mean(-(g * np.log(p) + (1 - g) * np.log(1 - p))))
+
+
+def _np_focal(g, p, gamma: float = 2.0) -> float:
+    p = np.clip(p, losses.PROB_CLIP, 1 - losses.PROB_CLIP)
+    positive = g * (1 - p) ** gamma * np.log(p)
+    if g.shape[-1] == 1:
+        return float(-np.mean(positive + (1 - g) * p**gamma * np.log(1 - p)))
+    return float(-np.mean(positive.sum(-1)))
+
+
+def _np_lovasz(errors: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """Lovász extension of the Jaccard loss per row of ``errors`` [R, N] against truths ``fg``."""
+    order = np.argsort(-errors, axis=-1, kind="stable")
+    errors, fg = np.take_along_axis(errors, order, -1), np.take_along_axis(fg, order, -1)
+    total = fg.sum(-1, keepdims=True)
+    jaccard = 1 - (total - np.cumsum(fg, -1)) / (total + np.cumsum(1 - fg, -1))
+    return (np.maximum(errors, 0) * np.diff(jaccard, axis=-1, prepend=0.0)).sum(-1)
+
+
+def _np_lovasz_hinge(g, z) -> float:  # per image, on logits
+    g, z = g.reshape(len(g), -1), z.reshape(len(z), -1)
+    return float(np.mean(_np_lovasz(1 - z * (2 * g - 1), g)))
+
+
+def _np_lovasz_softmax(g, p) -> float:  # whole batch, classes present in the truth
+    g, p = g.reshape(-1, g.shape[-1]).T, p.reshape(-1, p.shape[-1]).T
+    present = g.sum(-1) > 0
+    return float(_np_lovasz(np.abs(g - p), g)[present].mean()) if present.any() else 0.0
+
+
+NUMPY_FLOOR = {
+    "dice_loss": _np_dice,
+    "jaccard_loss": lambda g, p: _np_tversky(g, p, 1.0, 1.0, 1.0),
+    "tversky_loss": lambda g, p: _np_tversky(g, p, 0.5, 0.5, 1.0),
+    "generalized_dice_loss": _np_generalized_dice,
+    "binary_crossentropy": _np_bce,
+    "bce_dice_loss": lambda g, p: _np_bce(g, p) + _np_dice(g, p),
+    "bce_log_dice_loss": lambda g, p: _np_bce(g, p) - np.log(1 - _np_dice(g, p)),
+    "focal_loss": _np_focal,
+    "lovasz_hinge": _np_lovasz_hinge,
+    "lovasz_softmax": _np_lovasz_softmax,
+}
 
 
 # ----------------------------------------------------------------------------- the three ways
-
-
-def load_reference():
-    """The numpy oracle ``tests.reference``, or None when it cannot be imported."""
-    try:
-        import tests.reference as reference  # noqa: PLC0415
-    except Exception:  # missing, or broken: the column says so
-        return None
-    return reference
 
 
 def _median_ms(call, repeats: int) -> float:
@@ -154,7 +220,7 @@ def compiled_call(name: str, y_true: np.ndarray, y_pred: np.ndarray):
 def eager_call(name: str, y_true: np.ndarray, y_pred: np.ndarray):
     fn = losses.LOSSES[name]
     y_true_tensor = tf.constant(y_true)
-    p = tf.constant(to_logits(y_pred) if name in TAKES_LOGITS else y_pred)
+    p = tf.constant(logits_of(y_pred) if name in losses.TAKES_LOGITS else y_pred)
 
     def call():
         with tf.GradientTape() as t:
@@ -165,15 +231,15 @@ def eager_call(name: str, y_true: np.ndarray, y_pred: np.ndarray):
     return call
 
 
-def numpy_call(reference, name: str, y_true: np.ndarray, y_pred: np.ndarray):
-    fn = getattr(reference, name)
+def numpy_call(name: str, y_true: np.ndarray, y_pred: np.ndarray):
+    fn = NUMPY_FLOOR[name]
     g = y_true.astype(np.float64)
     p = y_pred.astype(np.float64)
-    if name in TAKES_LOGITS:
-        p = to_logits(p)
+    if name in losses.TAKES_LOGITS:
+        p = logits_of(p)
 
     def call():
-        return float(fn(g, p))
+        return fn(g, p)
 
     return call
 
@@ -189,7 +255,7 @@ def warmup_size(sizes) -> int:
     return size
 
 
-def bench_one(name: str, classes: int, sizes, repeats: int, reference) -> list[Row]:
+def bench_one(name: str, classes: int, sizes, repeats: int) -> list[Row]:
     # Warm-up at a size that is not measured: builds the compiled function for these settings,
     # so that "first call" below shows only what a NEW SIZE costs (a retrace would show here).
     y_true, y_pred = make_inputs(warmup_size(sizes), classes)
@@ -209,30 +275,16 @@ def bench_one(name: str, classes: int, sizes, repeats: int, reference) -> list[R
         eager()  # untimed: the first eager call at a size pays for kernel set-up
         eager_ms = _median_ms(eager, repeats)
 
-        numpy_ms, note = None, NUMPY_UNAVAILABLE
-        if reference is not None:
-            if hasattr(reference, name):
-                floor = numpy_call(reference, name, y_true, y_pred)
-                try:
-                    once_ms = _median_ms(floor, 1)
-                except Exception as exc:  # the oracle's own problem: report, keep benchmarking
-                    note = f"error({type(exc).__name__})"
-                else:
-                    # The oracle is written for clarity, and some of its functions loop over pixels
-                    # in Python: cap the time spent on it, and mark the cell when fewer runs were timed.
-                    fewer = max(1, int(NUMPY_BUDGET_S * 1e3 / once_ms))
-                    if fewer >= repeats:
-                        numpy_ms, note = _median_ms(floor, repeats), ""
-                    else:
-                        numpy_ms, note = _median_ms(floor, fewer - 1) if fewer > 1 else once_ms, "*"
-            else:
-                note = "n/a"
-        rows.append(Row(name, classes, size, compiled_ms, eager_ms, numpy_ms, first_ms, note))
+        numpy_ms = None
+        if name in NUMPY_FLOOR:
+            floor = numpy_call(name, y_true, y_pred)
+            floor()  # untimed, as the others
+            numpy_ms = _median_ms(floor, repeats)
+        rows.append(Row(name, classes, size, compiled_ms, eager_ms, numpy_ms, first_ms))
     return rows
 
 
 def run(sizes, repeats: int, names, *, progress=None) -> list[Row]:
-    reference = load_reference()
     rows = []
     for name in names:
         for classes in CLASS_COUNTS:
@@ -240,7 +292,7 @@ def run(sizes, repeats: int, names, *, progress=None) -> list[Row]:
                 continue
             if progress is not None:
                 progress(f"{name} C={classes} ...")
-            rows.extend(bench_one(name, classes, sizes, repeats, reference))
+            rows.extend(bench_one(name, classes, sizes, repeats))
     return rows
 
 
@@ -257,11 +309,10 @@ def machine_line() -> str:
     )
 
 
-def _fmt_ms(value: float | None, note: str = "") -> str:
+def _fmt_ms(value: float | None) -> str:
     if value is None:
-        return note or "n/a"
-    text = f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
-    return text + note  # note "*": fewer timed runs
+        return "n/a"
+    return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
 
 
 def _fmt_ratio(value: float | None) -> str:
@@ -282,15 +333,13 @@ def format_table(rows: list[Row]) -> str:
                     str(r.size),
                     _fmt_ms(r.compiled_ms),
                     _fmt_ms(r.eager_ms),
-                    _fmt_ms(r.numpy_ms, r.numpy_note),
+                    _fmt_ms(r.numpy_ms),
                     _fmt_ms(r.first_call_ms),
                     _fmt_ratio(r.compiled_over_eager),
                     _fmt_ratio(r.compiled_over_numpy),
                 ]
             )
         )
-    if any(r.numpy_note == "*" for r in rows):
-        out.append(f"* fewer timed runs of the numpy oracle (it is slow here; about {NUMPY_BUDGET_S:g} s per cell)")
     return "\n".join(out)
 
 
@@ -298,7 +347,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m explorer.bench",
         description="Time loss value + gradient: compiled (explorer.gradients) vs eager GradientTape "
-        "vs the numpy oracle's forward pass. Prints one plain-text table.",
+        "vs a float64 NumPy forward pass at default settings. Prints one plain-text table.",
     )
     parser.add_argument("--sizes", help=f"comma-separated image sizes S (default {','.join(map(str, DEFAULT_SIZES))}; "
                         f"--quick: {','.join(map(str, QUICK_SIZES))})")
@@ -338,6 +387,7 @@ def main(argv=None) -> list[Row]:
         f"date: {datetime.date.today().isoformat()}; inputs [1, S, S, C] float32; "
         f"median of {args.repeats} calls; ms = milliseconds"
     )
+    print("numpy = the value alone, float64 NumPy at the loss's default settings (no gradient)")
     sys.stdout.flush()
 
     def progress(msg):
@@ -347,7 +397,3 @@ def main(argv=None) -> list[Row]:
     print()
     print(format_table(rows))
     return rows
-
-
-if __name__ == "__main__":
-    main()

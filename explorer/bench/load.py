@@ -1,6 +1,6 @@
 """Classroom load test: N browser sessions on one server, all moving sliders at once.
 
-Run it as ``python -m explorer.bench_load [--sessions 10] [--rounds 6] [--no-training]``.
+Run it as ``python -m explorer.bench.load [--sessions 10] [--rounds 6] [--no-training]``.
 It starts ``streamlit run app.py`` on a free loopback port and opens headless Chromium:
 
 1. ``idle``: one session alone moves its sliders (the baseline).
@@ -13,7 +13,7 @@ It starts ``streamlit run app.py`` on a free loopback port and opens headless Ch
 3. ``N sessions + training``: the same while one more session runs a training job.
 
 A rerun is timed inside each page, from the keydown to two animation frames after its run
-finished (the same in-page clock as ``explorer.bench_browser``), and to the server's "script
+finished (the same in-page clock as ``explorer.bench.browser``), and to the server's "script
 finished" message (the server's share: the browsers run on the same cores as the server here,
 which a class's laptops would not). It prints a table: reruns, median and p95 in ms of both,
 ratio of the drawn median to the idle one, page exceptions or failed panels, and the server's
@@ -33,9 +33,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from explorer.bench_browser import (ARM_JS, CHROMIUM_ARGS, DONE_JS, ELAPSED_JS, IDLE, REPO,
-                                    WS_JS, chromium_path, percentile, settle, start_server,
-                                    stop_server)
+from explorer.bench.browser import (ARM_JS, CHROMIUM_ARGS, DONE_JS, ELAPSED_JS, IDLE, REPO,
+                                    chromium_path, open_page, percentile, settle,
+                                    slider_thumb, start_server, stop_server)
 
 METRIC = '[data-testid="stMetricValue"]'
 # keydown to the server's "script finished": the server's share, without the page's drawing
@@ -97,12 +97,7 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def open_session(browser, url: str):
-    context = browser.new_context(viewport={"width": 1600, "height": 1200})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    page.add_init_script(WS_JS)
-    page.goto(url, wait_until="commit")
-    return page
+    return open_page(browser, url, 120_000, wait_until="commit")
 
 
 def wait_loaded(page) -> None:
@@ -125,14 +120,9 @@ def draw_stroke(page) -> None:
     page.mouse.up()
 
 
-def thumb(page, label: str):
-    return page.locator(f'[data-testid="stSlider"] input[type="range"][aria-label="{label}"]'
-                        ).first
-
-
 def press(page, label: str, direction: dict) -> None:
     """Arm the in-page clock and press an arrow key on a slider (turning at its ends)."""
-    slider = thumb(page, label)
+    slider = slider_thumb(page, label)
     value = float(slider.input_value())
     key = (id(page), label)
     if value >= float(slider.get_attribute("max")):
@@ -154,7 +144,7 @@ def run_rounds(pages, rounds: int, server_pid: int, deadline: float, *, burst: b
     times, round_trips, at, peak = [], [], [], tree_rss_mb(server_pid)
     for page in pages:
         for label in SLIDERS:
-            thumb(page, label).wait_for(state="attached", timeout=120_000)
+            slider_thumb(page, label).wait_for(state="attached", timeout=120_000)
         settle(page)
     for page in pages:  # one untimed warm-up move each
         press(page, SLIDERS[0], direction)
@@ -267,7 +257,8 @@ def measure(sessions: int, rounds: int, training: bool, max_seconds: float,
 
 
 def main(argv: list[str] | None = None) -> list[Phase]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m explorer.bench.load",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--no-training", action="store_true")

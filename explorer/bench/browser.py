@@ -1,6 +1,6 @@
 """Browser benchmark: how long a slider change takes to show, in this app vs an empty one.
 
-Run it as ``python -m explorer.bench_browser [--changes 15]``. It starts two Streamlit
+Run it as ``python -m explorer.bench.browser [--changes 15]``. It starts two Streamlit
 servers on free local ports: this app (``app.py``) and a baseline (a one-slider app written
 to a temp dir), opens each in headless Chromium at 1600x1200, and for each measured
 slider presses ArrowRight on its focused thumb (ArrowLeft once it reaches the end), after
@@ -32,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -215,11 +215,27 @@ def settle(page) -> None:
     }""", polling=50, timeout=120_000)
 
 
+def open_page(browser, url: str, timeout_ms: int, **goto):
+    """A page in a browser context of its own (a Streamlit session of its own) at 1600x1200,
+    with the WebSocket probe ``WS_JS`` installed, gone to ``url`` (``goto``: Playwright's
+    ``page.goto`` options)."""
+    page = browser.new_context(viewport={"width": 1600, "height": 1200}).new_page()
+    page.set_default_timeout(timeout_ms)
+    page.add_init_script(WS_JS)
+    page.goto(url, **goto)
+    return page
+
+
+def slider_thumb(page, aria_label: str):
+    """The range input of the slider whose label is ``aria_label`` (the first one)."""
+    return page.locator(f'[data-testid="stSlider"] input[type="range"][aria-label="{aria_label}"]'
+                        ).first
+
+
 def time_slider(page, aria_label: str, changes: int) -> list[float]:
     """Milliseconds per change, after WARMUP untimed changes."""
-    thumb = page.locator(f'[data-testid="stSlider"] input[type="range"][aria-label="{aria_label}"]')
-    thumb.first.wait_for(state="attached", timeout=60_000)
-    thumb = thumb.first
+    thumb = slider_thumb(page, aria_label)
+    thumb.wait_for(state="attached", timeout=60_000)
     thumb.scroll_into_view_if_needed()
     settle(page)
     step = "ArrowRight"
@@ -266,18 +282,14 @@ def measure(changes: int) -> tuple[list[Row], str]:
             try:
                 version = browser.version
                 for app, url in urls.items():
-                    context = browser.new_context(viewport={"width": 1600, "height": 1200})
-                    page = context.new_page()
-                    page.set_default_timeout(60_000)
-                    page.add_init_script(WS_JS)
-                    page.goto(url)
+                    page = open_page(browser, url, 60_000)
                     page.wait_for_selector(IDLE, timeout=180_000)
                     if app == "app":
                         page.wait_for_selector('[data-testid="stMetricValue"]', timeout=180_000)
                     for row_app, name, aria in SLIDERS:
                         if row_app == app:
                             results[(app, name)] = time_slider(page, aria, changes)
-                    context.close()
+                    page.context.close()
             finally:
                 browser.close()
     finally:
@@ -309,7 +321,8 @@ def format_table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m explorer.bench.browser",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--changes", type=int, default=15,
                         help="timed slider changes per slider (after 3 warm-up changes)")
     args = parser.parse_args(argv)
