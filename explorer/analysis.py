@@ -71,26 +71,149 @@ def confusion_counts(truth, pred, settings: Settings) -> dict[str, np.ndarray]:
     return {k: hard[k].numpy() for k in ("tp", "fp", "fn", "tn")}
 
 
-def dice_formula(truth, pred, settings: Settings) -> list[str]:
-    """LaTeX lines: the Dice formula with this batch's I, P, G substituted, one line per
-    class of the first image (or of the whole batch when ``per_image`` is off)."""
-    g, p = losses.prepare_inputs(truth, pred)
-    inter, pred_sum, true_sum = (s.numpy()[0] for s in losses.overlap_sums(
-        g, p, squared=settings.squared, per_image=settings.per_image,
-        soft_label=settings.soft_label))
+@dataclass(frozen=True)
+class Formula:
+    """The chosen loss's formula for the Formula panel, in LaTeX."""
+
+    general: str  # the formula in symbols
+    substituted: list[str]  # this batch's sums put in: one line per class, then the loss
+    note: str = ""  # one plain sentence where a setting does something unexpected
+
+
+def _sums(truth, pred, settings: Settings):
+    """I, P, G (float64, one per kept class) of the first image, or of the whole batch."""
+    g, p = losses.prepare_inputs(np.asarray(truth, np.float64), np.asarray(pred, np.float64))
+    first = 0 if settings.channels == 1 or settings.include_background else 1
+    g, p = g[..., first:], p[..., first:]
+    sums = losses.overlap_sums(g, p, squared=settings.squared, per_image=settings.per_image,
+                               soft_label=settings.soft_label)
+    return first, [x.numpy()[0] for x in sums]
+
+
+def _class_prefix(c: int, count: int) -> str:
+    return f"\\text{{class {c}}}: " if count > 1 else ""
+
+
+def _ratio_text(num: float, den: float) -> str:
+    return r"\text{undefined } (0/0)" if den == 0 else f"{num / den:.4f}"
+
+
+def _index_lines(truth, pred, settings: Settings, form: str) -> list[str]:
+    """One substituted line per class of the index: ``form`` "dice" (2I + s over
+    P + G + s + e), "jaccard" (I + s over P + G - I + s + e) or "tversky"."""
+    first, (inter, pred_sum, true_sum) = _sums(truth, pred, settings)
     s, e = settings.smooth, settings.epsilon
-    p_term = r"\sum p^2" if settings.squared else r"\sum p"
-    g_term = r"\sum g^2" if settings.squared else r"\sum g"
-    i_term = r"\sum \tfrac{p+g-|p-g|}{2}" if settings.soft_label else r"\sum p\,g"
-    lines = [rf"\mathrm{{Dice}} = \frac{{2\,{i_term} + s}}{{{p_term} + {g_term} + s + \epsilon}}"]
-    for c in range(len(inter)):
-        num, den = 2 * inter[c] + s, pred_sum[c] + true_sum[c] + s + e
-        value = r"\text{undefined } (0/0)" if den == 0 else f"{num / den:.4f}"
-        who = f"\\text{{class {c}}}: " if len(inter) > 1 else ""
-        lines.append(
-            rf"{who}\frac{{2 \times {latex_number(inter[c])} + {latex_number(s)}}}"
-            rf"{{{latex_number(pred_sum[c])} + {latex_number(true_sum[c])} + {latex_number(s)} + {latex_number(e)}}} = {value}")
+    lines = []
+    for k in range(len(inter)):
+        i, p, g = inter[k], pred_sum[k], true_sum[k]
+        n = latex_number
+        if form == "dice":
+            num, den = 2 * i + s, p + g + s + e
+            text = rf"\frac{{2 \times {n(i)} + {n(s)}}}{{{n(p)} + {n(g)} + {n(s)} + {n(e)}}}"
+        elif form == "jaccard":
+            num, den = i + s, p + g - i + s + e
+            text = rf"\frac{{{n(i)} + {n(s)}}}{{{n(p)} + {n(g)} - {n(i)} + {n(s)} + {n(e)}}}"
+        else:
+            alpha, beta, fp, fn = settings.alpha, settings.beta, p - i, g - i
+            num, den = i + s, (1 - alpha - beta) * i + alpha * p + beta * g + s + e
+            text = (rf"\frac{{{n(i)} + {n(s)}}}{{{n(i)} + {n(alpha)} \times {n(fp)} + "
+                    rf"{n(beta)} \times {n(fn)} + {n(s)} + {n(e)}}}")
+        lines.append(f"{_class_prefix(first + k, len(inter))}{text} = {_ratio_text(num, den)}")
     return lines
+
+
+def _cross_entropy_sums(truth, pred, softmax: bool, gamma: float, alpha):
+    """The positive and negative terms of (focal) cross-entropy summed over all elements,
+    and the element count the mean divides by (float64; p clipped as Keras does)."""
+    g = np.asarray(truth, np.float64)
+    p = np.clip(np.asarray(pred, np.float64), losses.PROB_CLIP, 1 - losses.PROB_CLIP)
+    positive = g * (1 - p) ** gamma * np.log(p)
+    negative = (1 - g) * p ** gamma * np.log(1 - p)
+    if softmax:  # focal on softmax channels: the true class's term, one per pixel
+        a = 1.0 if alpha is None else alpha
+        return float((a * positive).sum()), 0.0, g[..., 0].size
+    if alpha is not None:
+        positive, negative = alpha * positive, (1 - alpha) * negative
+    return float(positive.sum()), float(negative.sum()), g.size
+
+
+def _cross_entropy_lines(truth, pred, settings: Settings, focal: bool) -> tuple[str, list[str]]:
+    gamma = settings.focal_gamma if focal else 0.0
+    alpha = settings.focal_alpha if focal else None
+    softmax = focal and settings.channels > 1  # BCE takes every channel as binary
+    pos, neg, count = _cross_entropy_sums(truth, pred, softmax, gamma, alpha)
+    n = latex_number
+    if focal:
+        a, b = ("", "") if alpha is None else (r"\alpha\,", r"(1-\alpha)\,")
+        general = (rf"\mathrm{{FL}} = -\frac{{1}}{{N}}\sum \big[{a}g\,(1-p)^\gamma \log p"
+                   rf" + {b}(1-g)\,p^\gamma \log(1-p)\big]")
+        if softmax:
+            general = (rf"\mathrm{{FL}} = -\frac{{1}}{{N}}\sum_{{\text{{pixels}}}}\sum_c "
+                       rf"{a}g_c\,(1-p_c)^\gamma \log p_c")
+    else:
+        general = r"\mathrm{BCE} = -\frac{1}{N}\sum \big[g \log p + (1-g)\log(1-p)\big]"
+    line = (rf"-\frac{{1}}{{{count}}}\big[({n(pos)}) + ({n(neg)})\big] = "
+            rf"{(-(pos + neg) / count):.4f}")
+    return general, [line]
+
+
+def loss_formula(truth, pred, settings: Settings) -> Formula:
+    """The chosen loss's formula with this batch's sums substituted (first image when
+    ``per_image``, else the whole batch; one line per kept class), for ``[B, H, W, C]``."""
+    name = settings.loss_name()
+    i_term = r"\sum \tfrac{p+g-|p-g|}{2}" if settings.soft_label else r"\sum p\,g"
+    p_term, g_term = (r"\sum p^2", r"\sum g^2") if settings.squared else (r"\sum p", r"\sum g")
+    dice = rf"\frac{{2\,{i_term} + s}}{{{p_term} + {g_term} + s + \epsilon}}"
+    if name in ("dice_loss", "bce_dice_loss", "bce_log_dice_loss"):
+        lines = _index_lines(truth, pred, settings, "dice")
+        if name == "dice_loss":
+            return Formula(rf"\mathrm{{Dice}} = {dice},\quad L = 1 - \mathrm{{Dice}}", lines)
+        bce, bce_lines = _cross_entropy_lines(truth, pred, settings, focal=False)
+        combined = (rf"L = {settings.bce_weight:g}\,\mathrm{{BCE}} + {settings.dice_weight:g}"
+                    r"\,(1 - \mathrm{Dice})" if name == "bce_dice_loss"
+                    else r"L = \mathrm{BCE} - \log \mathrm{Dice}")
+        return Formula(rf"{combined},\quad \mathrm{{Dice}} = {dice}", bce_lines + lines)
+    if name == "jaccard_loss":
+        general = (rf"\mathrm{{IoU}} = \frac{{{i_term} + s}}{{{p_term} + {g_term} - {i_term}"
+                   r" + s + \epsilon}},\quad L = 1 - \mathrm{IoU}")
+        return Formula(general, _index_lines(truth, pred, settings, "jaccard"))
+    if name == "tversky_loss":
+        a, b, gamma = settings.alpha, settings.beta, settings.tversky_gamma
+        power = "" if gamma == 1 else rf"^{{1/{gamma:g}}}"
+        general = (r"\mathrm{TI} = \frac{I + s}{I + \alpha\,\mathrm{FP} + \beta\,\mathrm{FN} + s"
+                   rf" + \epsilon}},\quad L = (1 - \mathrm{{TI}}){power},\quad "
+                   rf"\alpha = {a:g},\ \beta = {b:g}")
+        return Formula(general, _index_lines(truth, pred, settings, "tversky"))
+    if name == "generalized_dice_loss":
+        return _generalized_dice_formula(truth, pred, settings, i_term, p_term, g_term)
+    if name in ("binary_crossentropy", "focal_loss"):
+        general, lines = _cross_entropy_lines(truth, pred, settings, focal=name == "focal_loss")
+        return Formula(general, lines)
+    return Formula(r"L = \sum_i e_{(i)}\,\big(J(\{1..i\}) - J(\{1..i-1\})\big)", [],
+                   "Errors sorted from the largest, each weighted by how much it adds to the "
+                   "Jaccard loss: the 'Lovász step by step' view walks through it.")
+
+
+def _generalized_dice_formula(truth, pred, settings: Settings, i_term, p_term, g_term):
+    first, (inter, pred_sum, true_sum) = _sums(truth, pred, settings)
+    keywords = settings.keywords()
+    s, e = keywords["smooth"], keywords["epsilon"]
+    volume = true_sum
+    if settings.squared:  # the weights count the truth's pixels, not its squares
+        volume = _sums(truth, pred, settings.replace(squared=False))[1][2]
+    weights = losses._sudre_weights(volume[None]).numpy()[0]
+    num = 2 * float((weights * inter).sum()) + s
+    den = float((weights * (pred_sum + true_sum)).sum()) + s + e
+    n = latex_number
+    general = (rf"\mathrm{{GD}} = \frac{{2\sum_c w_c {i_term} + s}}{{\sum_c w_c ({p_term} + "
+               rf"{g_term}) + s + \epsilon}},\quad w_c = 1/(\textstyle\sum g_c)^2")
+    lines = [", ".join(rf"w_{{{first + k}}} = {n(w)}" for k, w in enumerate(weights)),
+             rf"\frac{{{n(num - s)} + {n(s)}}}{{{n(den - s - e)} + {n(s)} + {n(e)}}} = "
+             rf"{_ratio_text(num, den)}"]
+    note = (f"Generalized Dice uses smooth = {s:g} here, not the smooth of the settings: its "
+            "class weights 1/G² shrink the sums to about 1/G, and a smooth near 1 would swamp "
+            "them (the index would read about 1 whatever the prediction). Epsilon is used as set.")
+    return Formula(general, lines, note)
 
 
 def number_text(value: float | None, spec: str = ".4g") -> str:
@@ -352,3 +475,8 @@ def small_pair(truth, pred, side: int = 16) -> tuple[np.ndarray, np.ndarray]:
         else:
             g_small = np.eye(g.shape[-1])[g_small.argmax(-1)]
     return g_small, p_small
+
+
+def dice_formula(truth, pred, settings: Settings) -> list[str]:  # TEMP until the UI moves
+    formula = loss_formula(truth, pred, settings.replace(loss="dice_loss"))
+    return [formula.general, *formula.substituted]

@@ -55,16 +55,83 @@ def test_formula_substitutes_this_masks_sums():
     truth_labels, truth, pred = pair(confidence=1.0)  # hard masks: I, P, G are pixel counts
     overlap = int(((truth_labels > 0) & (masks.shift(truth_labels, 0, 4) > 0)).sum())
     area = int((truth_labels > 0).sum())
-    header, line = analysis.dice_formula(truth, pred, Settings(smooth=1.0))
-    assert r"\epsilon" in header
+    formula = analysis.loss_formula(truth, pred, Settings(smooth=1.0))
+    (line,) = formula.substituted
+    assert r"\epsilon" in formula.general
     assert f"2 \\times {overlap} + 1" in line
     assert f"{(2 * overlap + 1) / (2 * area + 1):.4f}" in line
 
 
 def test_formula_says_undefined_for_zero_over_zero():
     empty = np.zeros((1, 8, 8, 1), np.float32)
-    _, line = analysis.dice_formula(empty, empty, Settings(smooth=0.0))
+    (line,) = analysis.loss_formula(empty, empty, Settings(smooth=0.0)).substituted
     assert "undefined" in line
+
+
+def _shown_value(line: str) -> float:
+    return float(line.rsplit("=", 1)[1])
+
+
+# the loss's value from the index each substituted line ends with (one class, one image)
+FROM_INDEX = {
+    "dice_loss": lambda index, s: 1 - index,
+    "jaccard_loss": lambda index, s: 1 - index,
+    "tversky_loss": lambda index, s: (1 - index) ** (1 / s.tversky_gamma),
+    "generalized_dice_loss": lambda index, s: 1 - index,
+}
+
+
+@pytest.mark.parametrize("loss", list(FROM_INDEX))
+@pytest.mark.parametrize("extra", [{}, {"squared": True}, {"soft_label": True},
+                                   {"alpha": 0.3, "beta": 0.7, "tversky_gamma": 1.5}])
+def test_formula_follows_the_chosen_loss_and_gives_its_value(loss, extra):
+    if extra.get("squared") and loss == "tversky_loss":
+        extra = {**extra, "alpha": 0.5, "beta": 0.5}
+    if "alpha" in extra and loss != "tversky_loss":
+        return  # alpha/beta/gamma only reach Tversky
+    _, truth, pred = pair(confidence=0.8)
+    settings = Settings(loss=loss, smooth=0.5, epsilon=1e-3, **extra)
+    formula = analysis.loss_formula(truth, pred, settings)
+    expected = float(getattr(losses, loss)(truth, pred, **settings.keywords()))
+    index = _shown_value(formula.substituted[-1])
+    assert FROM_INDEX[loss](index, settings) == pytest.approx(expected, abs=2e-4)
+    symbol = {"dice_loss": "Dice", "jaccard_loss": "IoU", "tversky_loss": "TI",
+              "generalized_dice_loss": "GD"}[loss]
+    assert rf"\mathrm{{{symbol}}}" in formula.general
+
+
+@pytest.mark.parametrize("loss, extra", [
+    ("binary_crossentropy", {}), ("focal_loss", {}), ("focal_loss", {"focal_alpha": 0.25}),
+    ("focal_loss", {"focal_gamma": 0.0}),
+])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_cross_entropy_formulas_sum_to_the_loss(loss, extra, classes):
+    _, truth, pred = pair(confidence=0.8, classes=classes)
+    settings = Settings(loss=loss, num_classes=classes, **extra)
+    formula = analysis.loss_formula(truth, pred, settings)
+    expected = float(getattr(losses, loss)(truth, pred, **settings.keywords()))
+    assert _shown_value(formula.substituted[-1]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_bce_plus_dice_formula_shows_both_parts():
+    _, truth, pred = pair(confidence=0.8)
+    settings = Settings(loss="bce_dice_loss", bce_weight=0.5, dice_weight=2.0)
+    formula = analysis.loss_formula(truth, pred, settings)
+    bce, dice = (_shown_value(line) for line in formula.substituted)
+    expected = float(losses.bce_dice_loss(truth, pred, **settings.keywords()))
+    assert 0.5 * bce + 2.0 * (1 - dice) == pytest.approx(expected, abs=1e-4)
+
+
+def test_generalized_dice_note_is_true_smooth_one_would_swamp_the_weighted_sums():
+    """The note says the shared smooth (about 1) would make the index read about 1 whatever
+    the prediction: check it on a prediction that misses the object entirely."""
+    _, truth, _ = pair()
+    missed = np.zeros_like(truth)
+    formula = analysis.loss_formula(truth, missed, Settings(loss="generalized_dice_loss"))
+    assert "smooth = 1e-05" in formula.note
+    used = float(losses.generalized_dice_loss(truth, missed, smooth=1e-5))
+    swamped = float(losses.generalized_dice_loss(truth, missed, smooth=1.0))
+    assert used > 0.99 and swamped < 0.01
 
 
 def test_inverse_frequency_weights_mean_one_and_absent_class_gets_the_largest():
