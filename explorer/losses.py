@@ -30,7 +30,8 @@ What a user imports (``__all__``):
   ``jaccard_loss``, ``tversky_loss``, ``generalized_dice_loss``, ``binary_crossentropy``,
   ``bce_dice_loss``, ``bce_log_dice_loss``, ``focal_loss``, ``lovasz_hinge`` (logits),
   ``lovasz_softmax``; all of them by name in ``LOSSES``;
-* Keras ``Loss`` classes for ``model.compile``: ``DiceLoss``, ``BCEDiceLoss``,
+* Keras ``Loss`` classes for ``model.compile`` (``LOSS_CLASSES`` by loss name):
+  ``DiceLoss``, ``BCELoss``, ``BCEDiceLoss``, ``BCELogDiceLoss``,
   ``JaccardLoss``, ``TverskyLoss``, ``FocalLoss``, ``GeneralizedDiceLoss``,
   ``LovaszHingeLoss``, ``LovaszSoftmaxLoss`` (registered, so saved models reload);
 * scores and diagnostics: ``dice_coefficient``, ``per_class_dice``, ``overlap_sums``,
@@ -57,7 +58,7 @@ __all__ = [
     "LOSSES", "TAKES_LOGITS", "PROB_CLIP",
     "dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss", "binary_crossentropy",
     "bce_dice_loss", "bce_log_dice_loss", "focal_loss", "lovasz_hinge", "lovasz_softmax",
-    "DiceLoss", "BCEDiceLoss", "JaccardLoss", "TverskyLoss", "FocalLoss", "GeneralizedDiceLoss",
+    "LOSS_CLASSES", "DiceLoss", "BCELoss", "BCEDiceLoss", "BCELogDiceLoss", "JaccardLoss", "TverskyLoss", "FocalLoss", "GeneralizedDiceLoss",
     "LovaszHingeLoss", "LovaszSoftmaxLoss",
     "dice_coefficient", "per_class_dice", "overlap_sums", "hard_metrics", "degenerate_cases",
     "Degenerate", "check_keywords", "check_settings", "loss_keywords", "prepare_inputs",
@@ -756,6 +757,20 @@ class DiceLoss(_FunctionLoss):
 
 
 @keras.saving.register_keras_serializable(package="explorer")
+class BCELoss(_FunctionLoss):
+    """Keras loss for :func:`binary_crossentropy` (p clipped as Keras' own BCE)."""
+
+    function = staticmethod(binary_crossentropy)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class BCELogDiceLoss(_FunctionLoss):
+    """Keras loss for :func:`bce_log_dice_loss` (same keywords and defaults)."""
+
+    function = staticmethod(bce_log_dice_loss)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
 class BCEDiceLoss(_FunctionLoss):
     """Keras loss for :func:`bce_dice_loss` (same keywords and defaults)."""
 
@@ -813,3 +828,12 @@ class LovaszSoftmaxLoss(_FunctionLoss):
     """Keras loss for :func:`lovasz_softmax` (same keywords and defaults)."""
 
     function = staticmethod(lovasz_softmax)
+
+
+# the Keras class of every loss in LOSSES, by the same name
+LOSS_CLASSES = {
+    cls.function.__name__: cls for cls in (
+        DiceLoss, JaccardLoss, TverskyLoss, GeneralizedDiceLoss, BCELoss, BCEDiceLoss,
+        BCELogDiceLoss, FocalLoss, LovaszHingeLoss, LovaszSoftmaxLoss,
+    )
+}

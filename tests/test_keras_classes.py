@@ -25,6 +25,9 @@ CLASS_CASES = [
      {"class_weights": [0.5, 1.0, 2.0], "epsilon": 1e-4}, 3, "softmax"),
     ("BCEDiceLoss", "BCEDiceLoss", "bce_dice_loss",
      {"bce_weight": 0.5, "dice_weight": 2.0, "smooth": 0.3}, 1, "sigmoid"),
+    ("BCELoss", "BCELoss", "binary_crossentropy", {}, 1, "sigmoid"),
+    ("BCELogDiceLoss", "BCELogDiceLoss", "bce_log_dice_loss",
+     {"smooth": 0.3, "per_image": False}, 1, "sigmoid"),
     ("JaccardLoss", "JaccardLoss", "jaccard_loss", {"smooth": 0.5, "soft_label": True}, 1, "sigmoid"),
     ("TverskyLoss", "TverskyLoss", "tversky_loss",
      {"alpha": 0.3, "beta": 0.7, "gamma": 1.33}, 1, "sigmoid"),
@@ -41,6 +44,7 @@ CLASS_CASES = [
 ]
 CASE_IDS = [c[0] for c in CLASS_CASES]
 CLASS_NAMES = sorted({c[1] for c in CLASS_CASES})
+KEYWORDED = [name for name in CLASS_NAMES if name != "BCELoss"]  # BCE takes no keywords
 FUNCTION_OF = {c[1]: c[2] for c in CLASS_CASES}
 
 
@@ -174,7 +178,7 @@ def _expected_keywords(cls_name):
     return expected
 
 
-@pytest.mark.parametrize("cls_name", CLASS_NAMES)
+@pytest.mark.parametrize("cls_name", KEYWORDED)
 def test_default_config_has_every_function_keyword_with_its_default(cls_name):
     expected = _expected_keywords(cls_name)
     assert expected, f"{FUNCTION_OF[cls_name]} has no keywords"
@@ -241,3 +245,9 @@ def test_public_api_lists_what_exists_and_every_loss():
     assert all(hasattr(el, name) for name in names)
     assert set(el.LOSSES) <= names
     assert not any(name.startswith("_") for name in names)
+
+
+def test_every_loss_has_its_keras_class():
+    assert set(el.LOSS_CLASSES) == set(el.LOSSES)
+    for name, cls in el.LOSS_CLASSES.items():
+        assert cls().name == name

@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import training as T
+from explorer.training import jobs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 # a few seconds of work: 32 px, a one-level U-Net, 32 training images
@@ -138,7 +139,7 @@ def test_a_queued_job_can_leave_and_frees_its_place():
 
 
 def test_a_job_whose_session_is_gone_leaves_the_queue(monkeypatch):
-    monkeypatch.setattr(T, "ABANDON_AFTER", 0.0)
+    monkeypatch.setattr(jobs, "ABANDON_AFTER", 0.0)
     limiter = T.TrainingLimiter(capacity=1)
     holder = limiter.request("someone else")
     job = T.TrainingJob([T.TrainConfig(**TINY)], limiter=limiter, owner="me",
@@ -279,7 +280,7 @@ def test_train_tab_queues_a_second_session_and_stops(monkeypatch):
 _PRIORITY_CHILD = """
 import json, os, time
 from pathlib import Path
-from explorer.training import _lower_priority
+from explorer.training.jobs import _lower_priority
 inherited = os.getpriority(os.PRIO_PROCESS, 0)
 _lower_priority(10)
 autogroup = Path("/proc/self/autogroup")

@@ -10,6 +10,7 @@ import pytest
 from explorer import losses as L
 from explorer import train as cli
 from explorer import training as T
+from explorer.training import loop
 
 # run_eagerly: no tf.function tracing (seconds per model on 2 cores); the compiled path is
 # exercised by the stop and same-seed tests
@@ -90,7 +91,7 @@ def test_same_seed_gives_the_same_numbers(tiny_data):
 
 
 def test_compare_gives_one_result_per_loss(tiny_data, monkeypatch):
-    monkeypatch.setattr(T, "load_dataset", lambda *a, **k: tiny_data)
+    monkeypatch.setattr(loop, "load_dataset", lambda *a, **k: tiny_data)
     seen = []
     results = T.compare(["dice_loss", "binary_crossentropy"], base=tiny_config(epochs=1, depth=1),
                         on_epoch=lambda r: seen.append((r["run"], r["loss_name"])))
@@ -135,9 +136,24 @@ def test_cli_writes_well_formed_json(tmp_path, capsys):
 
 def test_cli_rejects_bad_settings_with_one_sentence(capsys):
     assert cli.main(["--loss", "focal_loss", "--smooth", "1", "--epochs", "1"]) == 2
-    assert "focal_loss has no keyword 'smooth'" in capsys.readouterr().err
+    assert "focal_loss got an unknown keyword 'smooth'" in capsys.readouterr().err
     assert cli.main(["--loss", "dice_loss", "--image-size", "36"]) == 2
     assert "divisible" in capsys.readouterr().err
+
+
+def test_benchmark_commands_take_the_training_flags(capsys):
+    from explorer.bench import isolation, training as bench_training
+
+    code = bench_training.main(["--epochs", "1", "--image-size", "32", "--width", "4",
+                                "--depth", "1", "--batch-size", "8", "--knob", "n=20",
+                                "--repeats", "1"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "16 training images of 32 px, batch 8" in table
+    assert all(run in table for run in ("train()", "model.fit", "fit, no val", "overhead"))
+    for command in (bench_training, isolation):  # a bad setting: one sentence, status 2
+        assert command.main(["--loss", "focal_loss", "--smooth", "1"]) == 2
+        assert "focal_loss got an unknown keyword 'smooth'" in capsys.readouterr().err
 
 
 def test_synthetic_generator_is_deterministic_and_follows_its_knobs():
