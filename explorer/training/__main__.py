@@ -127,8 +127,10 @@ def config_from_args(args):
         deterministic=args.deterministic, run_eagerly=args.run_eagerly)
 
 
-def _fmt(value, digits=4):
-    return "  n/a " if value is None else f"{value:.{digits}f}"
+def _fmt(value) -> str:
+    from explorer.analysis import number_text  # the app's one formatter (loads TensorFlow)
+
+    return f"{number_text(value, '.4f'):>6}"
 
 
 def epoch_line(record, epochs) -> str:
