@@ -1,7 +1,8 @@
 """Plotly figures for the explorer: masks, probabilities and gradients as heatmaps
-with the truth outline drawn over them, per-class bars, and sweep curves; and the same
-mask, probability and gradient views as plain RGB pictures (``*_picture``), which a
-browser draws in a fraction of a heatmap's time (what a full classroom needs).
+with the truth outline drawn over them, per-class bars, sweep and training curves, the
+Lovász steps; the same mask, probability and gradient views as plain RGB pictures
+(``*_picture``), which a browser draws in a fraction of a heatmap's time (what a full
+classroom needs); and the scenarios' thumbnails and the training samples' strip.
 
 Pure functions of numpy arrays (no Streamlit, no TensorFlow). Images are shown at
 most ``max_side`` pixels a side by integer stride sampling, so every displayed
@@ -21,6 +22,7 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from skimage import segmentation
 
 from explorer.masks import CLASS_COLORS, hex_to_rgb
 
@@ -232,6 +234,28 @@ def sweep_figure(x, curves: dict, *, current=None, x_title: str, y_title: str,
     return fig
 
 
+# the training records' columns drawn, with their legend names
+TRAINING_CURVES = {"loss": "training loss", "val_dice": "validation Dice",
+                   "val_iou": "validation IoU", "val_dice_small": "validation Dice, small objects"}
+
+
+def training_curves_figure(records) -> go.Figure:
+    """Training loss and validation metrics per epoch, one line per run and metric: the
+    training loss dotted, the validation metrics solid. ``records`` is a pandas DataFrame
+    with the columns ``run``, ``loss_name``, ``epoch`` and those of ``TRAINING_CURVES``."""
+    figure = go.Figure()
+    for (run, loss), frame in records.groupby(["run", "loss_name"]):
+        for key, label in TRAINING_CURVES.items():
+            if key in frame and frame[key].notna().any():
+                figure.add_scatter(x=frame["epoch"], y=frame[key], mode="lines+markers",
+                                   name=f"{run + 1}. {loss}: {label}",
+                                   line_dash="dot" if key == "loss" else "solid")
+    figure.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10),
+                         xaxis_title="epoch", yaxis_title="value",
+                         legend=dict(font=dict(size=10)))
+    return figure
+
+
 def overlay_rgb(labels, num_classes: int) -> np.ndarray:
     """A label map as an RGB uint8 image in the class colours (for thumbnails)."""
     palette = np.array([hex_to_rgb(c) for c in CLASS_COLORS[:num_classes]], dtype=np.uint8)
@@ -301,6 +325,28 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(out, "PNG", compress_level=1)
     return out.getvalue()
+
+
+THUMBNAIL_BACKGROUND, THUMBNAIL_FILL, THUMBNAIL_OUTLINE = 245, (99, 140, 220), (230, 120, 20)
+
+
+def thumbnail(truth, pred) -> np.ndarray:
+    """A small RGB uint8 picture of a pair of label maps: the prediction filled in blue,
+    the truth's outline (its inner boundary pixels) in orange, on light grey."""
+    truth, pred = _same_shape(truth, pred)
+    image = np.full((*truth.shape, 3), THUMBNAIL_BACKGROUND, np.uint8)
+    image[pred > 0] = THUMBNAIL_FILL
+    image[segmentation.find_boundaries(truth > 0, mode="inner")] = THUMBNAIL_OUTLINE
+    return image
+
+
+def sample_strip(samples: dict) -> np.ndarray:
+    """Rows of (image | truth | prediction) tiles, as one grey picture in [0, 1]:
+    ``samples`` holds equal-length lists of 2-D arrays under those three names."""
+    rows = [np.concatenate([image, truth, prediction], axis=1)
+            for image, truth, prediction in zip(samples["image"], samples["truth"],
+                                                samples["prediction"])]
+    return np.concatenate(rows, axis=0).clip(0, 1)
 
 
 def mask_picture(labels, *, num_classes: int, outline=None, max_side: int = 128) -> np.ndarray:

@@ -369,6 +369,12 @@ def invert(labels: np.ndarray) -> np.ndarray:
     return (np.asarray(labels) == 0).astype(np.int32)
 
 
+def fit_classes(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """A binary view (every class is foreground) of a multi-class mask when the page is
+    binary; the labels unchanged otherwise."""
+    return (labels > 0).astype(np.int32) if num_classes == 2 else labels
+
+
 def resize_labels(labels: np.ndarray, shape) -> np.ndarray:
     """Nearest-neighbour resize: labels stay labels."""
     return transform.resize(labels, shape, order=0, preserve_range=True,

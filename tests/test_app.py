@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import losses, masks
-from explorer.ui import widgets
+from explorer.ui import runtime
 from explorer.ui.widgets import LOG_GRID
 
 # AppTest resolves a relative path against the calling file: give it the absolute one
@@ -49,7 +49,7 @@ def default_masks():
 def test_every_tab_renders(at):
     assert at.metric[0].label == "Dice loss (chosen)"
     assert gc.get_freeze_count() > 10_000  # the imports' objects: no full collection walks them
-    assert widgets.freeze_imported_objects.cache_info().misses == 1  # once, not every rerun
+    assert runtime.after_imports.cache_info().misses == 1  # once, not every rerun
     assert not at.get("plotly_chart")  # pictures by default: quick to draw
     captions = [image.proto.imgs[0].caption for image in at.get("image")]
     assert "Truth" in captions and "Hard prediction, truth outlined in white" in captions

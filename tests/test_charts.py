@@ -434,3 +434,47 @@ def test_pictures_are_never_wider_than_shown(side):
     from explorer.ui.explore import PICTURE_WIDTH
     image = charts.mask_picture(np.zeros((side, side), np.int32), num_classes=2)
     assert charts.PICTURE_SIDE // 2 <= image.shape[1] <= charts.PICTURE_SIDE <= PICTURE_WIDTH
+
+
+# ------------------------------------------------ training curves, thumbnails, strips
+
+
+def test_training_curves_one_line_per_run_and_metric():
+    import pandas as pd
+
+    records = pd.DataFrame([
+        {"run": run, "loss_name": loss, "epoch": epoch, "loss": 1 / epoch,
+         "val_dice": 0.5 + 0.1 * epoch, "val_iou": None, "val_dice_small": 0.1}
+        for run, loss in ((0, "dice_loss"), (1, "bce")) for epoch in (1, 2, 3)])
+    fig = charts.training_curves_figure(records)
+    names = [trace.name for trace in fig.data]
+    assert names == ["1. dice_loss: training loss", "1. dice_loss: validation Dice",
+                     "1. dice_loss: validation Dice, small objects", "2. bce: training loss",
+                     "2. bce: validation Dice", "2. bce: validation Dice, small objects"]
+    assert [t.line.dash for t in fig.data[:2]] == ["dot", "solid"]  # the loss dotted
+    assert list(fig.data[1].y) == pytest.approx([0.6, 0.7, 0.8])
+    assert fig.layout.xaxis.title.text == "epoch"
+
+
+def test_thumbnail_fills_the_prediction_and_outlines_the_truth():
+    truth = _square_truth(16, (4, 12), (4, 12)).astype(np.int32)
+    pred = np.zeros((16, 16), np.int32)
+    pred[6:10, 6:10] = 1
+    image = charts.thumbnail(truth, pred)
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    assert tuple(image[0, 0]) == (245, 245, 245)
+    assert tuple(image[8, 8]) == charts.THUMBNAIL_FILL
+    assert tuple(image[4, 8]) == tuple(image[11, 11]) == charts.THUMBNAIL_OUTLINE
+    assert tuple(image[5, 8]) == (245, 245, 245)  # inside the truth, not its edge
+    with pytest.raises(ValueError):
+        charts.thumbnail(truth, pred[:8])
+
+
+def test_sample_strip_tiles_rows_of_image_truth_prediction():
+    tile = np.full((4, 5), 0.25)
+    samples = {"image": [tile, tile * 2], "truth": [tile * 0, tile * 4],
+               "prediction": [tile * 8, tile * -1]}
+    strip = charts.sample_strip(samples)
+    assert strip.shape == (8, 15)
+    assert strip[0, 0] == 0.25 and strip[0, 5] == 0 and strip[0, 10] == 1.0  # clipped
+    assert strip[4, 0] == 0.5 and strip[4, 5] == 1.0 and strip[4, 10] == 0.0

@@ -185,6 +185,12 @@ def test_grow_shrink_invert_resize():
     assert prob.shape == (33, 7) and prob.min() >= 0 and prob.max() <= 1
 
 
+def test_fit_classes_views_a_multiclass_mask_as_binary_on_a_binary_page():
+    labels = np.array([[0, 1], [2, 3]])
+    np.testing.assert_array_equal(masks.fit_classes(labels, 2), [[0, 1], [1, 1]])
+    assert masks.fit_classes(labels, 4) is labels
+
+
 def test_soften():
     p = masks.soften(DISK, 2, confidence=0.9)
     assert p.shape == (32, 32, 1)

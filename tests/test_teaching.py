@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import losses, masks, scenarios
+from explorer import charts, losses, masks, predictions
+from explorer.ui import scenarios, state
 from tests.test_app import APP, _run, table
 
 
@@ -30,25 +31,9 @@ def _chosen(at) -> str:
 # ----------------------------------------------------------------- library side
 
 
-def test_defaults_are_the_widgets_defaults(at):
-    """scenarios.DEFAULTS is where the widgets take their defaults from: a fresh page shows
-    exactly these values (so a scenario really starts from the opening view)."""
-    seen, changed = set(), set()
-    for change in ({}, {"prediction_source": "Shape"}, {"explore_tabs": scenarios.BATCH_TAB}):
-        for key, value in change.items():
-            at.session_state[key] = value
-        changed |= set(change)
-        _run(at)
-        for key, value in scenarios.DEFAULTS.items():
-            if key in at.session_state and key not in changed:
-                assert at.session_state[key] == value, key
-                seen.add(key)
-    assert seen == set(scenarios.DEFAULTS)
-
-
 def test_every_scenario_uses_known_controls():
     for scenario in scenarios.SCENARIOS:
-        assert set(scenario.state) <= set(scenarios.DEFAULTS), scenario.key
+        assert set(scenario.state) <= set(state.EXPLORE), scenario.key
         assert len(scenario.text) > 80 and scenario.title
     with pytest.raises(ValueError, match="unknown scenario 'nope'; there are perfect"):
         scenarios.get("nope")
@@ -63,7 +48,9 @@ def test_preview_follows_the_state():
     assert truth.sum() == 0 and pred.sum() == 0
     grown_truth, grown = scenarios.preview(scenarios.get("over_under"))
     assert grown.sum() > grown_truth.sum() and np.all(grown[grown_truth > 0] > 0)
-    image = scenarios.thumbnail(scenarios.get("shifted"), 48)
+    # the page's own edit: 6 px at 256 is 2 px at 64
+    np.testing.assert_array_equal(grown, predictions.Edits(grow=2).hard(grown_truth))
+    image = charts.thumbnail(*scenarios.preview(scenarios.get("shifted"), 48))
     assert image.shape == (48, 48, 3) and image.dtype == np.uint8
     assert len(np.unique(image.reshape(-1, 3), axis=0)) == 3  # background, fill, outline
 
@@ -132,6 +119,25 @@ def test_tiny_object_and_empty_image_batches(at):
     _scenario(at, "batch_empty")
     assert at.checkbox(key="batch_empty").value
     assert any("both masks are empty" in i.value for i in at.info)
+
+
+def test_a_scenario_looks_the_same_whatever_was_on_screen(at):
+    """A scenario first puts every Explore control back where a fresh page has it: after
+    other controls were moved, it shows what it shows when chosen on a fresh page."""
+    fresh = _scenario(_run(AppTest.from_file(APP, default_timeout=180)), "shifted")
+    at.slider(key="shift_y").set_value(5)
+    at.slider(key="blur").set_value(3.0)
+    at.slider(key="label_smoothing").set_value(0.1)
+    at.selectbox(key="loss").set_value("tversky_loss")
+    at.number_input(key="smooth").set_value(0.0)
+    at.checkbox(key="per_image").uncheck()
+    at.session_state["explore_tabs"] = scenarios.BATCH_TAB
+    _run(at)
+    assert table(at) != table(fresh)
+    _scenario(at, "shifted")
+    assert table(at) == table(fresh) and _chosen(at) == _chosen(fresh)
+    for key in state.EXPLORE:
+        assert at.session_state[key] == fresh.session_state[key], key
 
 
 def test_overconfident_logit_gradient(at):

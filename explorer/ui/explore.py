@@ -13,20 +13,14 @@ import math
 import numpy as np
 import pandas as pd
 import streamlit as st
-import tensorflow as tf
 
-from explorer import analysis, charts, codegen, conventions, gradients, losses, masks
-from explorer.scenarios import BATCH_TAB, DEFAULTS
+from explorer import (analysis, charts, codegen, conventions, gradients, losses, masks,
+                      predictions)
+from explorer.predictions import Edits
 from explorer.settings import LOSS_LABELS, Settings
-from explorer.ui import mask_inputs, teach, widgets
-from explorer.ui.mask_inputs import Edits
-from explorer.ui.widgets import SHARE
+from explorer.ui import mask_inputs, state, teach, widgets
+from explorer.ui.state import BATCH_TAB, FORMULA_TAB, WRT_LABELS
 
-# one compiled function per loss and switch is by design; TF's retracing warning counts them
-tf.get_logger().setLevel("ERROR")
-
-WRT_LABELS = {"probabilities": "∂L/∂p", "logits": "∂L/∂logit"}
-COMPARE_DEFAULT = ("dice_loss", "binary_crossentropy", "lovasz")
 PICTURE_WIDTH = 300  # screen pixels: about the interactive figures' size (>= PICTURE_SIDE)
 
 
@@ -34,14 +28,15 @@ PICTURE_WIDTH = 300  # screen pixels: about the interactive figures' size (>= PI
 def render() -> None:
     teach.banner()
     top = st.columns([1, 1, 2])
-    classes = top[0].selectbox("Classes", [2, 3, 4, 5, 6], **SHARE, key="num_classes",
+    classes = top[0].selectbox("Classes", list(state.CLASS_CHOICES),
+                               **state.with_index("num_classes", state.CLASS_CHOICES),
                                format_func=lambda k: "binary" if k == 2 else f"{k} (softmax)")
     size = top[1].selectbox("Mask size", mask_inputs.SIZES,
-                            index=mask_inputs.SIZES.index(DEFAULTS["mask_size"]), **SHARE, key="mask_size",
+                            **state.with_index("mask_size", mask_inputs.SIZES),
                             format_func=lambda s: f"{s}×{s}")
     top[2].caption("Draw, generate, pick or upload a truth and a prediction; the numbers and "
                    "the gradient below follow every change.")
-    top[2].toggle("Hover values", **SHARE, key="hover_values",
+    top[2].toggle("Hover values", **state.with_value("hover_values"),
                   help="Interactive heatmaps: hover a pixel for its x, y, truth, p and gradient. "
                        "They take a browser several times longer to draw than pictures, which "
                        "shows when a whole class shares one small server.")
@@ -49,7 +44,8 @@ def render() -> None:
     with truth_col, widgets.panel("Ground truth"):
         st.subheader("Ground truth")
         truth_labels = mask_inputs.truth_input(classes, size)
-        smoothing = st.slider("Label smoothing", 0.0, 0.5, DEFAULTS["label_smoothing"], 0.01, **SHARE, key="label_smoothing",
+        smoothing = st.slider("Label smoothing", 0.0, 0.5, step=0.01,
+                              **state.with_value("label_smoothing"),
                               help="Soft truth: g·(1−a) + a/K. Try it with 'Soft labels (L1)'.")
         if truth_labels is not None:
             _view(lambda: charts.mask_figure(truth_labels, num_classes=classes, title="Truth"),
@@ -64,7 +60,7 @@ def render() -> None:
         st.info("Waiting for both masks: upload or choose a source above.")
         return
     # read by "Save masks" when clicked: that button is outside this fragment
-    st.session_state.setdefault("_current_pair", {})["pair"] = (truth_labels, pred)
+    st.session_state.setdefault(state.CURRENT_PAIR, {})["pair"] = (truth_labels, pred)
     pred = _match_size(pred, truth_labels.shape, hard)
     if pred is None:
         return
@@ -84,16 +80,14 @@ def render() -> None:
                                              outline=truth_labels),
                   lambda: charts.mask_picture(edited, num_classes=classes, outline=truth_labels),
                   key="pred_figure", caption=f"{title} in white")
-    truth = masks.one_hot(truth_labels, classes)
-    if smoothing:
-        truth = truth * (1 - smoothing) + smoothing / max(classes, 2)
+    truth = predictions.truth(truth_labels, classes, label_smoothing=smoothing)
     results(truth_labels, masks.to_batch(truth), masks.to_batch(prob), edits)
 
 
 def _view(figure, picture, *, key: str, caption: str) -> None:
     """An interactive plotly figure when "Hover values" is on, else the same view as a
     picture (cheap to draw). Both are callables, so only the shown one is built."""
-    if st.session_state.get("hover_values"):
+    if state.current("hover_values"):
         st.plotly_chart(figure(), key=key)
     else:
         st.image(charts.png_bytes(picture()), caption=caption, width=PICTURE_WIDTH)
@@ -116,7 +110,7 @@ def _match_size(pred, shape, hard):
                f"{pred.shape[0]}×{pred.shape[1]}: the losses need equal sizes.")
     if st.checkbox("Resize the prediction to the truth's size "
                    f"({'nearest, labels stay labels' if hard else 'bilinear'})",
-                   **SHARE, key="resize_prediction"):
+                   **state.with_value("resize_prediction")):
         resize = masks.resize_labels if hard else masks.resize_probability
         return resize(pred, shape)
     return None
@@ -126,7 +120,8 @@ def _class_picker(classes: int, key: str) -> int:
     """The channel to show: the only one when binary, a chosen class otherwise."""
     if classes == 2:
         return 0
-    return st.selectbox("Class shown", list(range(classes)), index=1, **SHARE, key=key)
+    return st.selectbox("Class shown", list(range(classes)),
+                        **state.with_index(key, range(classes)))
 
 
 def _class_of(classes: int, channel: int) -> int:
@@ -162,7 +157,7 @@ def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
     if not revealed:
         return  # the tabs below would give the numbers away
     views = {
-        "Formula and counts": lambda: formula_panel(truth, pred, settings),
+        FORMULA_TAB: lambda: formula_panel(truth, pred, settings),
         "Compare gradients": lambda: compare_panel(truth_labels, truth, pred, settings),
         BATCH_TAB: lambda: batch_panel(truth, pred, settings, edits),
         "Sweeps": lambda: sweep_panel(truth_labels, truth, pred, settings, edits),
@@ -192,16 +187,17 @@ def _fingerprint(truth, pred, settings: Settings) -> str:
 
 def _guess(chosen, fingerprint: str) -> bool:
     """Predict, then reveal: True once the person has guessed for exactly this view."""
-    if st.session_state.get("_revealed") != fingerprint:
+    if st.session_state.get(state.REVEALED) != fingerprint:
         with st.form("guess_form", border=True):
             st.markdown(f"**Your guess: {chosen.label}** (losses here run from 0 to about 1; "
                         "BCE and focal can be larger)")
-            guess = st.number_input("Guess", min_value=0.0, max_value=100.0, value=0.5,
-                                    step=0.01, key="guess_value", label_visibility="collapsed")
+            guess = st.number_input("Guess", min_value=0.0, max_value=100.0, step=0.01,
+                                    **state.with_value("guess_value"),
+                                    label_visibility="collapsed")
             if not st.form_submit_button("Reveal", type="primary"):
                 return False
-        st.session_state["_revealed"], st.session_state["_guess"] = fingerprint, float(guess)
-    guess = st.session_state["_guess"]
+        st.session_state[state.REVEALED], st.session_state[state.GUESS] = fingerprint, float(guess)
+    guess = st.session_state[state.GUESS]
     off = abs(guess - chosen.value)  # NaN when the truth is 0/0: no "off by"
     (st.success if off <= 0.05 else st.warning)(
         f"You guessed {guess:g}; it is {_shown(chosen.value)}"
@@ -264,8 +260,9 @@ def formula_panel(truth, pred, settings: Settings) -> None:
 def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
     channel = _class_picker(settings.num_classes, "grad_class")
     shown = st.radio("With respect to", list(WRT_LABELS.values()), horizontal=True,
-                     **SHARE, key="gradient_wrt", help="The logit z behind p: p = sigmoid(z) "
-                     "(softmax for several classes). Saturated pixels get no push through z.")
+                     **state.with_index("gradient_wrt", WRT_LABELS.values()),
+                     help="The logit z behind p: p = sigmoid(z) (softmax for several classes). "
+                     "Saturated pixels get no push through z.")
     fg = _fg(truth_labels, settings.num_classes, channel)
     name = settings.loss_name()
     summary = {}
@@ -281,11 +278,10 @@ def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
 
 
 def compare_panel(truth_labels, truth, pred, settings: Settings) -> None:
-    picked = st.multiselect("Losses side by side", list(LOSS_LABELS),
-                            default=list(COMPARE_DEFAULT), max_selections=3,
-                            format_func=LOSS_LABELS.get, **SHARE, key="compare_losses")
+    picked = st.multiselect("Losses side by side", list(LOSS_LABELS), max_selections=3,
+                            format_func=LOSS_LABELS.get, **state.with_default("compare_losses"))
     shown = st.radio("With respect to", list(WRT_LABELS.values()), horizontal=True,
-                     **SHARE, key="compare_wrt")
+                     **state.with_index("compare_wrt", WRT_LABELS.values()))
     wrt = next(k for k, v in WRT_LABELS.items() if v == shown)
     channel = _class_picker(settings.num_classes, "compare_class")
     fg = _fg(truth_labels, settings.num_classes, channel)
@@ -306,23 +302,14 @@ def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
                "softening. One image may be empty: watch per-image and whole-batch differ.")
     entries = mask_inputs.gallery_for(settings.num_classes)
     names = [e["name"] for e in entries]
-    chosen = st.multiselect("Add gallery truths", names, default=names[:2], **SHARE, key="batch_gallery")
-    add_empty = st.checkbox("Add an empty image (empty truth and prediction)", value=True,
-                            **SHARE, key="batch_empty")
-    size = truth.shape[1:3]
-    pairs = [("current", truth[0], pred[0])]
-    for entry in entries:
-        if entry["name"] in chosen:
-            labels = masks.resize_labels(
-                mask_inputs.fit_classes(entry["labels"], settings.num_classes), size)
-            pairs.append((entry["name"], masks.one_hot(labels, settings.num_classes),
-                          edits.apply(labels, settings.num_classes)))
-    if add_empty:
-        empty = np.zeros(size, np.int32)
-        pairs.append(("empty", masks.one_hot(empty, settings.num_classes),
-                      masks.soften(empty, settings.num_classes, confidence=1.0)))
-    batch_truth = masks.to_batch(*[g for _, g, _ in pairs])
-    batch_pred = masks.to_batch(*[p for _, _, p in pairs])
+    chosen = st.multiselect("Add gallery truths", names,
+                            **state.with_default("batch_gallery", names))
+    add_empty = st.checkbox("Add an empty image (empty truth and prediction)",
+                            **state.with_value("batch_empty"))
+    batch = predictions.batch((truth[0], pred[0]),
+                              {e["name"]: e["labels"] for e in entries if e["name"] in chosen},
+                              edits, settings.num_classes, add_empty=add_empty)
+    batch_truth, batch_pred = batch.truth, batch.pred
     name = settings.loss_name()
     per_image = gradients.loss_value(name, batch_truth, batch_pred,
                                      **settings.replace(per_image=True).keywords())
@@ -335,10 +322,11 @@ def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
                                             epsilon=settings.epsilon, squared=settings.squared,
                                             soft_label=settings.soft_label))
     st.dataframe(pd.DataFrame({
-        "image": [n for n, _, _ in pairs],
-        "truth pixels Σg": batch_truth.reshape(len(pairs), -1, batch_truth.shape[-1]).sum(1)
+        "image": batch.names,
+        "truth pixels Σg": batch_truth.reshape(len(batch.names), -1, batch_truth.shape[-1]).sum(1)
         .sum(-1).astype(np.float64).round(1),
-        "Σp": batch_pred.reshape(len(pairs), -1, batch_pred.shape[-1]).sum(1).sum(-1).astype(np.float64).round(1),
+        "Σp": batch_pred.reshape(len(batch.names), -1, batch_pred.shape[-1]).sum(1).sum(-1)
+        .astype(np.float64).round(1),
         "Dice (mean over classes)": [_shown(v) for v in dice.mean(-1)],
     }), hide_index=True, key="batch_table")
     for case in losses.degenerate_cases(batch_truth, batch_pred, smooth=settings.smooth,
@@ -355,12 +343,12 @@ def _sweeps(truth_labels, truth, pred, pred_labels, settings: Settings, picked: 
 
 
 def sweep_panel(truth_labels, truth, pred, settings: Settings, edits: Edits) -> None:
-    picked = tuple(st.multiselect("Losses", list(LOSS_LABELS), default=list(COMPARE_DEFAULT),
-                                  format_func=LOSS_LABELS.get, **SHARE, key="sweep_losses"))
+    picked = tuple(st.multiselect("Losses", list(LOSS_LABELS), format_func=LOSS_LABELS.get,
+                                  **state.with_default("sweep_losses")))
     if not picked:
         st.info("Pick at least one loss.")
         return
-    pred_labels = _hard_labels(pred, settings)
+    pred_labels = predictions.hard_labels(pred[0])
     smooth_curve, size_curve, confidence_curve = _sweeps(truth_labels, truth, pred, pred_labels,
                                                          settings, picked)
 
@@ -391,14 +379,6 @@ def sweep_panel(truth_labels, truth, pred, settings: Settings, edits: Edits) -> 
                     key="sweep_size_grad")
 
 
-def _hard_labels(pred: np.ndarray, settings: Settings):
-    """The prediction's labels (argmax / threshold) for the confidence sweep."""
-    p = pred[0]
-    if p.shape[-1] == 1:
-        return (p[..., 0] >= 0.5).astype(np.int32)
-    return p.argmax(-1).astype(np.int32)
-
-
 def libraries_panel(truth, pred, settings: Settings) -> None:
     """These masks scored as each library defines its Dice loss, and why they differ."""
     rows = conventions.translate(truth, pred, ours=settings.dice_keywords())
@@ -422,7 +402,7 @@ CODE_FRAMEWORKS = {"tensorflow": "TensorFlow / Keras", "pytorch": "PyTorch"}
 def code_panel(truth, pred, settings: Settings) -> None:
     """Self-contained code for the chosen loss with these settings, to paste anywhere."""
     framework = st.radio("Framework", list(CODE_FRAMEWORKS), format_func=CODE_FRAMEWORKS.get,
-                         horizontal=True, **SHARE, key="code_framework")
+                         horizontal=True, **state.with_index("code_framework", CODE_FRAMEWORKS))
     name = settings.loss_name()
     value = gradients.loss_value(name, truth, pred, **settings.keywords())
     st.caption(f"`loss_fn(y_true, y_pred)` on channels-last probabilities reproduces "
@@ -434,18 +414,19 @@ def code_panel(truth, pred, settings: Settings) -> None:
 def lovasz_panel(truth, pred, settings: Settings) -> None:
     """The Lovász extension on a small copy of the masks, one sorted pixel at a time."""
     c1, c2, c3 = st.columns(3)
-    side = c1.select_slider("Small mask side (px)", [6, 8, 12, 16, 24], value=12, **SHARE,
-                            key="lovasz_side",
+    side = c1.select_slider("Small mask side (px)", [6, 8, 12, 16, 24],
+                            **state.with_value("lovasz_side"),
                             help="The masks area-averaged down; the truth stays hard.")
     binary = settings.num_classes == 2
-    channel = 0 if binary else c2.selectbox("Class", list(range(settings.num_classes)),
-                                            index=1, **SHARE, key="lovasz_class")
+    classes = list(range(settings.num_classes))
+    channel = 0 if binary else c2.selectbox("Class", classes,
+                                            **state.with_index("lovasz_class", classes))
     small_truth, small_pred = analysis.small_pair(truth, pred, side=side)
     steps = analysis.lovasz_steps(small_truth, small_pred, kind="hinge" if binary else "softmax",
                                   channel=channel)
     count = len(steps["errors"])
-    step = c3.slider("Step (pixels taken, largest error first)", 1, count, count, **SHARE,
-                     key="lovasz_step") - 1
+    step = c3.slider("Step (pixels taken, largest error first)", 1, count,
+                     **state.with_value("lovasz_step", range(1, count + 1))) - 1
     st.caption(
         ("Hinge errors 1 − z·(2g − 1) on the logits z" if binary else
          f"Errors |g − p| of class {channel}")

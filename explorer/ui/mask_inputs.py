@@ -1,16 +1,16 @@
 """Where the truth and the prediction come from: shapes, the canvas, the gallery,
-uploads; then the prediction's edits and softening. Widgets in, label maps out."""
+uploads; then the prediction's edits and softening (``explorer.predictions.Edits``).
+Widgets in, label maps out."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 
 from explorer import charts, masks
-from explorer.scenarios import DEFAULTS as DEFAULT
-from explorer.ui.widgets import KEEP, SHARE, folded
+from explorer.predictions import Edits
+from explorer.ui import state
+from explorer.ui.widgets import folded
 
 CANVAS_SIDE = 256
 SIZES = (64, 128, 256, 512)
@@ -26,7 +26,7 @@ def gallery() -> list[dict]:
 @st.cache_data(show_spinner=False, max_entries=64)
 def _thumbnail(name: str, num_classes: int) -> np.ndarray:
     entry = next(e for e in gallery() if e["name"] == name)
-    labels = fit_classes(entry["labels"], num_classes)
+    labels = masks.fit_classes(entry["labels"], num_classes)
     return charts.overlay_rgb(masks.resize_labels(labels, (64, 64)), num_classes)
 
 
@@ -35,26 +35,23 @@ def gallery_for(num_classes: int) -> list[dict]:
     return [e for e in gallery() if e["num_classes"] <= num_classes or num_classes == 2]
 
 
-def fit_classes(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """A binary view of a multi-class mask when the page is binary."""
-    return (labels > 0).astype(np.int32) if num_classes == 2 else labels
-
-
 def _shape(side: str, num_classes: int, size: int) -> np.ndarray:
     c1, c2 = st.columns(2)
-    kind = c1.selectbox("Shape", ["circle", "square", "blobs"], **SHARE, key=f"{side}_shape")
+    shapes = ["circle", "square", "blobs"]
+    kind = c1.selectbox("Shape", shapes, **state.with_index(f"{side}_shape", shapes))
     label = 1
     if num_classes > 2:
-        label = c2.selectbox("Class", list(range(1, num_classes)), **SHARE, key=f"{side}_shape_class")
-    radius = st.slider("Size (fraction of the side)", 0.0, 0.5, DEFAULT[f"{side}_radius"], 0.005,
-                       **SHARE, key=f"{side}_radius",
+        classes = list(range(1, num_classes))
+        label = c2.selectbox("Class", classes, **state.with_index(f"{side}_shape_class", classes))
+    radius = st.slider("Size (fraction of the side)", 0.0, 0.5, step=0.005,
+                       **state.with_value(f"{side}_radius"),
                        help="Radius of the circle, half-side of the square, blob scale.")
-    cy = c1.slider("Centre y", 0.0, 1.0, DEFAULT[f"{side}_cy"], 0.01, **SHARE, key=f"{side}_cy")
-    cx = c2.slider("Centre x", 0.0, 1.0, DEFAULT[f"{side}_cx"], 0.01, **SHARE, key=f"{side}_cx")
+    cy = c1.slider("Centre y", 0.0, 1.0, step=0.01, **state.with_value(f"{side}_cy"))
+    cx = c2.slider("Centre x", 0.0, 1.0, step=0.01, **state.with_value(f"{side}_cx"))
     count, seed = 3, 0
     if kind == "blobs":
-        count = c1.slider("Blobs", 1, 12, 4, **SHARE, key=f"{side}_blob_count")
-        seed = c2.number_input("Seed", 0, 10_000, 0, **SHARE, key=f"{side}_blob_seed")
+        count = c1.slider("Blobs", 1, 12, **state.with_value(f"{side}_blob_count"))
+        seed = c2.number_input("Seed", 0, 10_000, **state.with_value(f"{side}_blob_seed"))
     if radius == 0:
         return np.zeros((size, size), np.int32)
     return masks.shape_mask(kind, size, radius=radius, center=(cy, cx), count=count,
@@ -66,13 +63,13 @@ def _draw(side: str, num_classes: int, size: int, background) -> np.ndarray:
 
     names = ["erase"] + [f"class {c}" for c in range(1, num_classes)]
     c1, c2 = st.columns(2)
-    brush = c1.selectbox("Brush", names, index=1, **KEEP, key=f"{side}_brush")
-    width = c2.slider("Brush size", 1, 50, 14, **KEEP, key=f"{side}_brush_size")
+    brush = c1.selectbox("Brush", names, **state.with_index(f"{side}_brush", names))
+    width = c2.slider("Brush size", 1, 50, **state.with_value(f"{side}_brush_size"))
     color = masks.CLASS_COLORS[names.index(brush)]
     result = st_canvas(
         stroke_width=width, stroke_color=color, background_image=background,
         height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
-        return_image_data=True, key=f"{side}_canvas_{num_classes}",
+        return_image_data=True, **state.keyed(f"{side}_canvas_{num_classes}"),
     )
     st.caption("Undo, redo and clear are in the canvas toolbar; 'erase' paints background.")
     rgba = result.image_data if result is not None else None
@@ -85,8 +82,7 @@ def _draw(side: str, num_classes: int, size: int, background) -> np.ndarray:
 def _gallery(side: str, num_classes: int, size: int) -> np.ndarray:
     entries = gallery_for(num_classes)
     names = [e["name"] for e in entries]
-    default = 1 if side == "prediction" and len(names) > 1 else 0
-    name = st.selectbox("Sample", names, index=default, **SHARE, key=f"{side}_gallery")
+    name = st.selectbox("Sample", names, **state.with_index(f"{side}_gallery", names))
     with st.expander("Thumbnails"):
         columns = st.columns(4)
         for i, entry in enumerate(entries):
@@ -94,18 +90,19 @@ def _gallery(side: str, num_classes: int, size: int) -> np.ndarray:
                                  width="stretch")
     entry = entries[names.index(name)]
     st.caption(f"{entry['description']} ({entry['kind']})")
-    return masks.resize_labels(fit_classes(entry["labels"], num_classes), (size, size))
+    return masks.resize_labels(masks.fit_classes(entry["labels"], num_classes), (size, size))
 
 
 def _upload(side: str, num_classes: int):
     """A label map, or (prediction only) a probability map; None with a message if bad."""
     as_probability = False
     if side == "prediction" and num_classes == 2:
-        as_probability = st.toggle("It is a probability map", **SHARE, key="prediction_is_probability",
+        as_probability = st.toggle("It is a probability map",
+                                   **state.with_value("prediction_is_probability"),
                                    help="Float .npy in [0, 1], or a grey image read as p.")
     file = st.file_uploader(f"{side.capitalize()} file", type=["png", "jpg", "jpeg", "tif",
                                                                "tiff", "npy"],
-                            key=f"{side}_upload")
+                            **state.keyed(f"{side}_upload"))
     if file is None:
         st.info("PNG, JPEG, TIFF or .npy: 0/255 or label values 0..K−1, RGBA strokes, "
                 "palette PNG (index = class).")
@@ -121,7 +118,7 @@ def _upload(side: str, num_classes: int):
 
 def _masks_file(side: str, num_classes: int):
     """The truth or the prediction of the masks file opened in the sidebar."""
-    pair = st.session_state.get("shared_masks")
+    pair = st.session_state.get(state.SHARED_MASKS)
     if pair is None:
         st.info("Open a masks file (.npz, saved by this app) in the sidebar under "
                 "'Share this view'.")
@@ -139,22 +136,24 @@ def _masks_file(side: str, num_classes: int):
 
 def truth_input(num_classes: int, size: int):
     """The truth label map (None while an upload is missing or bad) and a background."""
-    source = st.radio("Truth from", ["Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file"],
-                      horizontal=True, **SHARE, key="truth_source")
+    sources = ["Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file"]
+    source = st.radio("Truth from", sources, horizontal=True,
+                      **state.with_index("truth_source", sources))
     background = None
     if source == "Draw":
         pictures = [e for e in gallery() if "background" in e]
-        under = st.selectbox("Picture under the canvas", ["none"] + [e["name"] for e in pictures],
-                             **SHARE, key="truth_background")
+        names = ["none"] + [e["name"] for e in pictures]
+        under = st.selectbox("Picture under the canvas", names,
+                             **state.with_index("truth_background", names))
         if under != "none":
             background = next(e["background"] for e in pictures if e["name"] == under)
     return _source(source, "truth", num_classes, size, background, None)
 
 
 def prediction_input(num_classes: int, size: int, truth_labels):
-    source = st.radio("Prediction from", ["Copy of truth", "Shape", "Draw", "Gallery",
-                                          "Upload", "Empty", "Masks file"],
-                      horizontal=True, **SHARE, key="prediction_source")
+    sources = ["Copy of truth", "Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file"]
+    source = st.radio("Prediction from", sources, horizontal=True,
+                      **state.with_index("prediction_source", sources))
     return _source(source, "prediction", num_classes, size, None, truth_labels)
 
 
@@ -174,54 +173,27 @@ def _source(source, side, num_classes, size, background, truth_labels):
     return np.zeros((size, size), np.int32)
 
 
-@dataclass(frozen=True)
-class Edits:
-    """How a hard prediction is moved and softened into probabilities."""
-
-    dy: int = 0
-    dx: int = 0
-    grow: int = 0  # > 0 dilates, < 0 erodes, in pixels
-    invert: bool = False
-    confidence: float = 0.9
-    blur: float = 0.0
-    noise: float = 0.0
-    temperature: float = 1.0
-
-    def hard(self, labels: np.ndarray) -> np.ndarray:
-        """The label map moved, grown or shrunk, and inverted (before softening)."""
-        edited = masks.shift(labels, self.dy, self.dx)
-        if self.grow > 0:
-            edited = masks.dilate(edited, self.grow)
-        elif self.grow < 0:
-            edited = masks.erode(edited, -self.grow)
-        return masks.invert(edited) if self.invert else edited
-
-    def apply(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
-        """Probabilities ``[H, W, C]`` from a label map."""
-        return self.soften(self.hard(labels), num_classes)
-
-    def soften(self, edited: np.ndarray, num_classes: int) -> np.ndarray:
-        return masks.soften(edited, num_classes, confidence=self.confidence,
-                            blur_sigma=self.blur, noise=self.noise,
-                            temperature=self.temperature)
-
-
 def edit_widgets(hard: bool) -> Edits:
     """Move/grow/invert (for label predictions) and soften."""
     c1, c2 = st.columns(2)
     values = {}
     if hard:
-        values["dx"] = c1.slider("Shift x (px)", -MAX_SHIFT, MAX_SHIFT, DEFAULT["shift_x"], **SHARE, key="shift_x")
-        values["dy"] = c2.slider("Shift y (px)", -MAX_SHIFT, MAX_SHIFT, DEFAULT["shift_y"], **SHARE, key="shift_y")
-        values["grow"] = c1.slider("Grow (+) / shrink (−) px", -10, 10, DEFAULT["grow"], **SHARE, key="grow")
-        values["invert"] = c2.checkbox("Invert", **SHARE, key="invert")
-        values["confidence"] = c1.slider("Confidence", 0.5, 1.0, DEFAULT["confidence"], 0.005, **SHARE, key="confidence",
+        values["dx"] = c1.slider("Shift x (px)", -MAX_SHIFT, MAX_SHIFT,
+                                 **state.with_value("shift_x"))
+        values["dy"] = c2.slider("Shift y (px)", -MAX_SHIFT, MAX_SHIFT,
+                                 **state.with_value("shift_y"))
+        values["grow"] = c1.slider("Grow (+) / shrink (−) px", -10, 10,
+                                   **state.with_value("grow"))
+        values["invert"] = c2.checkbox("Invert", **state.with_value("invert"))
+        values["confidence"] = c1.slider("Confidence", 0.5, 1.0, step=0.005,
+                                         **state.with_value("confidence"),
                                          help="p inside the predicted object; 1 − p outside.")
-        values["blur"] = c2.slider("Edge blur σ (px)", 0.0, 8.0, DEFAULT["blur"], 0.25, **SHARE, key="blur")
+        values["blur"] = c2.slider("Edge blur σ (px)", 0.0, 8.0, step=0.25,
+                                   **state.with_value("blur"))
         c1, c2 = folded("Noise and temperature").columns(2)
-        values["noise"] = c1.slider("Logit noise σ", 0.0, 3.0, DEFAULT["noise"], 0.05, **SHARE,
-                                    key="noise")
-        values["temperature"] = c2.slider("Temperature", 0.1, 5.0, DEFAULT["temperature"], 0.05,
-                                          **SHARE, key="temperature",
+        values["noise"] = c1.slider("Logit noise σ", 0.0, 3.0, step=0.05,
+                                    **state.with_value("noise"))
+        values["temperature"] = c2.slider("Temperature", 0.1, 5.0, step=0.05,
+                                          **state.with_value("temperature"),
                                           help="Divides the logits: > 1 less sure, < 1 surer.")
     return Edits(**values)

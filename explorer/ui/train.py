@@ -16,25 +16,16 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-import tensorflow as tf
 
-from explorer import training
+from explorer import charts, training
 from explorer.settings import LOSS_LABELS
-from explorer.ui import widgets
-from explorer.ui.widgets import KEEP
+from explorer.ui import state, widgets
 
 # an epoch takes seconds; polling faster only redraws the same curves for a watching class
 POLL_SECONDS = 2.0
-CURVES = {"loss": "training loss", "val_dice": "validation Dice", "val_iou": "validation IoU",
-          "val_dice_small": "validation Dice, small objects"}
 
-Job = training.TrainingJob  # what st.session_state["train_job"] holds
-
-# on a GPU the server's TensorFlow would otherwise take nearly all its memory on first
-# use and leave none to the training processes (no effect once the GPU is in use)
-training.share_gpu_memory()
+Job = training.TrainingJob  # what st.session_state[state.TRAIN_JOB] holds
 
 
 @st.cache_resource
@@ -46,9 +37,9 @@ def limiter() -> training.TrainingLimiter:
 
 def _owner() -> str:
     """This session's name in the limiter's queue."""
-    if "train_owner" not in st.session_state:
-        st.session_state["train_owner"] = uuid.uuid4().hex
-    return st.session_state["train_owner"]
+    if state.TRAIN_OWNER not in st.session_state:
+        st.session_state[state.TRAIN_OWNER] = uuid.uuid4().hex
+    return st.session_state[state.TRAIN_OWNER]
 
 
 def _session_alive() -> Callable[[], bool] | None:
@@ -74,41 +65,37 @@ def _runs(n: int) -> str:
 def config_panel() -> tuple[list[training.TrainConfig], bool]:
     """The training settings; returns the configs to train and whether to compare."""
     st.subheader("Data and model")
-    dataset = st.selectbox("Dataset", training.DATASETS, **KEEP, key="train_dataset",
+    dataset = st.selectbox("Dataset", training.DATASETS,
+                           **state.with_index("train_dataset", training.DATASETS),
                            format_func={"synthetic": "synthetic shapes (imbalanced)",
                                         "coins": "coins (scikit-image tiles)"}.get)
     knobs = {}
     if dataset == "synthetic":
         with st.expander("Synthetic data knobs"):
             knobs["foreground_fraction"] = st.slider(
-                "Foreground fraction", 0.02, 0.5, 0.1, 0.01, **KEEP, key="train_fg",
+                "Foreground fraction", 0.02, 0.5, step=0.01, **state.with_value("train_fg"),
                 help="Class imbalance: the share of foreground pixels.")
-            knobs["object_count"] = st.slider("Objects per image", 1, 12, 4,
-                                              **KEEP, key="train_count")
-    # a GPU trains a larger model on larger images in the same minute (mixed precision on)
-    gpu = bool(tf.config.list_physical_devices("GPU"))
+            knobs["object_count"] = st.slider("Objects per image", 1, 12,
+                                              **state.with_value("train_count"))
     c1, c2 = st.columns(2)
-    image_size = c1.selectbox("Image size", [32, 64, 96, 128], index=3 if gpu else 1,
-                              **KEEP, key="train_size")
-    epochs = c2.slider("Epochs", 1, 30, training.TrainConfig.epochs, **KEEP, key="train_epochs")
-    batch_size = c1.selectbox("Batch size", [4, 8, 16, 32, 64], index=4 if gpu else 2,
-                              **KEEP, key="train_batch")
+    sizes, batches = [32, 64, 96, 128], [4, 8, 16, 32, 64]
+    widths, depths = [4, 8, 16, 32], [1, 2, 3, 4]
+    image_size = c1.selectbox("Image size", sizes, **state.with_index("train_size", sizes))
+    epochs = c2.slider("Epochs", 1, 30, **state.with_value("train_epochs"))
+    batch_size = c1.selectbox("Batch size", batches, **state.with_index("train_batch", batches))
     learning_rate = c2.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
-                                     value=training.TrainConfig.learning_rate,
-                                     **KEEP, key="train_lr")
-    width = c1.selectbox("U-Net width", [4, 8, 16, 32], index=2 if gpu else 1,
-                         **KEEP, key="train_width")
-    depth = c2.selectbox("U-Net depth", [1, 2, 3, 4], index=2, **KEEP, key="train_depth")
-    seed = c1.number_input("Seed", 0, 10_000, 0, **KEEP, key="train_seed")
-    flips = c2.checkbox("Random flips", value=True, **KEEP, key="train_flips")
+                                     **state.with_value("train_lr"))
+    width = c1.selectbox("U-Net width", widths, **state.with_index("train_width", widths))
+    depth = c2.selectbox("U-Net depth", depths, **state.with_index("train_depth", depths))
+    seed = c1.number_input("Seed", 0, 10_000, **state.with_value("train_seed"))
+    flips = c2.checkbox("Random flips", **state.with_value("train_flips"))
     st.subheader("Loss")
-    compare_mode = st.toggle("Compare several losses", **KEEP, key="train_compare",
+    compare_mode = st.toggle("Compare several losses", **state.with_value("train_compare"),
                              help="Same data and seed, one after another.")
     picked = None
     if compare_mode:
         picked = st.multiselect("Losses (2 to 4)", list(LOSS_LABELS), max_selections=4,
-                                default=["dice_loss", "binary_crossentropy", "bce_dice_loss"],
-                                format_func=LOSS_LABELS.get, **KEEP, key="train_losses")
+                                format_func=LOSS_LABELS.get, **state.with_default("train_losses"))
     with st.expander("Loss settings (shared with the Explore tab)", expanded=not compare_mode):
         settings = widgets.settings_panel(2, np.zeros((1, 1), np.int32))
     picked = picked if compare_mode else [settings.loss]
@@ -125,21 +112,22 @@ def render() -> None:
     st.caption(f"Device: {training.device_description()}. A small U-Net learns to segment; "
                "each loss pushes it differently, above all on small objects.")
     settings_col, live_col = st.columns([1, 2.2])
-    job: Job | None = st.session_state.get("train_job")
+    job: Job | None = st.session_state.get(state.TRAIN_JOB)
     with settings_col, widgets.panel("Training settings"):
         configs, compare_mode = config_panel()
         busy = job is not None and job.running
         problem = _check(configs, compare_mode)
         if problem:
             st.warning(problem)
-        if st.button("Start", type="primary", disabled=busy or bool(problem), key="train_start",
+        if st.button("Start", type="primary", disabled=busy or bool(problem),
+                     **state.keyed("train_start"),
                      help="One run per person at a time; Stop it to start another."):
             try:
                 job = Job(configs, limiter=limiter(), owner=_owner(), alive=_session_alive())
             except ValueError as error:  # this session already has a run (a double click)
                 st.warning(str(error))
             else:
-                st.session_state["train_job"] = job
+                st.session_state[state.TRAIN_JOB] = job
                 st.rerun()  # redraw with Start disabled and the live panel polling
         counts = limiter().counts()
         st.caption(f"This server trains {_runs(counts['capacity'])} at a time; now "
@@ -161,13 +149,13 @@ def _check(configs, compare_mode) -> str | None:
 
 def live() -> None:
     """Queue place, progress, curves, predictions and results of the session's job."""
-    job: Job | None = st.session_state.get("train_job")
+    job: Job | None = st.session_state.get(state.TRAIN_JOB)
     if job is None:
         st.info("Press Start: the default run takes about a minute on two CPU cores.")
         return
     with widgets.panel("Training"):
         if job.running:  # here, so that its label follows the job every second
-            if st.button("Leave the queue" if job.queued else "Stop", key="train_stop"):
+            if st.button("Leave the queue" if job.queued else "Stop", **state.keyed("train_stop")):
                 job.stop()
         if job.queued:
             st.info(_queue_message(job.ahead(), limiter().capacity))
@@ -179,19 +167,19 @@ def live() -> None:
             st.error(f"Training failed: {job.error}")
         records = pd.DataFrame(list(job.records))
         if not records.empty:
-            st.plotly_chart(curves_figure(records), key="train_curves")
+            st.plotly_chart(charts.training_curves_figure(records), key="train_curves")
         samples = job.samples
         if samples is not None:
             st.caption(f"Validation predictions after epoch {samples['epoch']} of run "
                        f"{samples['run'] + 1}: image | truth | prediction")
-            st.image(_strip(samples), width=min(480, 3 * 120), clamp=True)
+            st.image(charts.sample_strip(samples), width=min(480, 3 * 120), clamp=True)
         results = list(job.results)
         if results:
             _results(results, finished=not job.running)
-        if not job.running and st.session_state.get("train_polling"):
-            st.session_state["train_polling"] = False
+        if not job.running and st.session_state.get(state.TRAIN_POLLING):
+            st.session_state[state.TRAIN_POLLING] = False
             st.rerun()  # stop polling: the page redraws once without run_every
-        st.session_state["train_polling"] = job.running
+        st.session_state[state.TRAIN_POLLING] = job.running
 
 
 def _queue_message(ahead: int, capacity: int) -> str:
@@ -221,21 +209,6 @@ def _pick(job: Job) -> str:
     return "lovasz" if loss.startswith("lovasz") else loss
 
 
-def curves_figure(records: pd.DataFrame) -> go.Figure:
-    """Training loss and validation metrics per epoch, one line per run and metric."""
-    figure = go.Figure()
-    for (run, loss), frame in records.groupby(["run", "loss_name"]):
-        for key, label in CURVES.items():
-            if key in frame and frame[key].notna().any():
-                figure.add_scatter(x=frame["epoch"], y=frame[key], mode="lines+markers",
-                                   name=f"{run + 1}. {loss}: {label}",
-                                   line_dash="dot" if key == "loss" else "solid")
-    figure.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10),
-                         xaxis_title="epoch", yaxis_title="value",
-                         legend=dict(font=dict(size=10)))
-    return figure
-
-
 def _results(results: list[training.TrainResult], finished: bool) -> None:
     rows = []
     for i, result in enumerate(results):
@@ -250,19 +223,13 @@ def _results(results: list[training.TrainResult], finished: bool) -> None:
     if finished:
         c1, c2 = st.columns(2)
         c1.download_button("Curves (CSV)", "\n".join(r.to_csv() for r in results),
-                           file_name="curves.csv", mime="text/csv", key="download_curves")
+                           file_name="curves.csv", mime="text/csv",
+                           **state.keyed("download_curves"))
         model = shown.info.get("keras_file")  # saved by the training process (no optimizer)
         if model is None:
             c2.caption("The model was too large to keep; train it with "
                        "`python -m explorer.train` to save it.")
         else:
             c2.download_button("Last model (.keras)", model, file_name="unet.keras",
-                               key="download_model")
+                               **state.keyed("download_model"))
 
-
-def _strip(samples: dict) -> np.ndarray:
-    """Rows of (image | truth | prediction) tiles, as one grey picture."""
-    rows = [np.concatenate([image, truth, prediction], axis=1)
-            for image, truth, prediction in zip(samples["image"], samples["truth"],
-                                                samples["prediction"])]
-    return np.concatenate(rows, axis=0).clip(0, 1)

@@ -1,8 +1,9 @@
 """Teaching presets: each scenario is a short story and the Explore controls that tell it.
 
 A scenario is data: the values of the Explore widgets it changes (by widget key; the
-other controls in ``DEFAULTS`` go back to their defaults) and a paragraph saying what to look at and what
-to try next. The UI applies it; ``preview`` draws its thumbnail. No Streamlit here.
+other controls in ``state.EXPLORE`` go back to their defaults) and a paragraph saying what
+to look at and what to try next. ``teach`` applies it; ``preview`` builds its pair of masks
+with the library's functions, as the page does. No Streamlit here.
 """
 
 from __future__ import annotations
@@ -10,28 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from skimage import segmentation
 
 from explorer import masks
-from explorer.settings import Settings
+from explorer.predictions import Edits
+from explorer.ui.state import BATCH_TAB, EXPLORE
 
-_SETTINGS = Settings()
-BATCH_TAB = "Batch: per image vs whole batch"
-# the Explore controls' defaults, by widget key (the widgets take theirs from here): a
-# scenario starts from these, so it looks the same whatever was on screen before
-DEFAULTS = {
-    "num_classes": 2, "mask_size": 256, "label_smoothing": 0.0,
-    "truth_source": "Shape", "truth_shape": "circle", "truth_radius": 0.2,
-    "truth_cy": 0.5, "truth_cx": 0.5,
-    "prediction_source": "Copy of truth", "prediction_shape": "circle",
-    "prediction_radius": 0.18, "prediction_cy": 0.5, "prediction_cx": 0.5,
-    "shift_x": 8, "shift_y": 0, "grow": 0, "invert": False,
-    "confidence": 0.9, "blur": 1.0, "noise": 0.0, "temperature": 1.0,
-    **{key: getattr(_SETTINGS, key) for key in (
-        "loss", "smooth", "epsilon", "squared", "per_image", "soft_label", "threshold", "alpha",
-        "beta", "tversky_gamma", "focal_gamma", "bce_weight", "dice_weight", "lovasz_classes")},
-    "gradient_wrt": "∂L/∂p", "explore_tabs": "Formula and counts", "batch_empty": True,
-}
 
 @dataclass(frozen=True)
 class Scenario:
@@ -123,26 +107,15 @@ def _shape(state: dict, side: str, size: int) -> np.ndarray:
 
 
 def preview(scenario: Scenario, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """The scenario's truth and hard prediction as label maps at ``size`` (binary shapes,
-    shift and grow scaled from the page's mask size)."""
-    state = {**DEFAULTS, **scenario.state}
+    """The scenario's truth and hard prediction as label maps at ``size`` (binary shapes;
+    shift and grow scaled from the page's mask size), edited as the page edits them."""
+    state = {**EXPLORE, **scenario.state}
     truth = _shape(state, "truth", size)
     if state["prediction_source"] == "Copy of truth":
         pred = truth.copy()
     else:
         pred = _shape(state, "prediction", size)
     scale = size / state["mask_size"]
-    pred = masks.shift(pred, round(state["shift_y"] * scale), round(state["shift_x"] * scale))
-    grow = round(state["grow"] * scale)
-    if grow:
-        pred = masks.dilate(pred, grow) if grow > 0 else masks.erode(pred, -grow)
-    return truth, pred
-
-
-def thumbnail(scenario: Scenario, size: int = 64) -> np.ndarray:
-    """RGB uint8: the prediction filled in blue, the truth's outline in orange."""
-    truth, pred = preview(scenario, size)
-    image = np.full((size, size, 3), 245, np.uint8)
-    image[pred > 0] = (99, 140, 220)
-    image[segmentation.find_boundaries(truth > 0, mode="inner")] = (230, 120, 20)
-    return image
+    edits = Edits(dy=round(state["shift_y"] * scale), dx=round(state["shift_x"] * scale),
+                  grow=round(state["grow"] * scale), invert=state["invert"])
+    return truth, edits.hard(pred)
