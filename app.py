@@ -16,12 +16,13 @@ with runtime.configured():  # TensorFlow loads here, once per server process
 
 PAGES = {"Explore": explore.render, "Train": train.render}
 
-st.title("Dice Loss Explorer")
-st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a prediction, how their "
-           "gradients would push each pixel, and what they do to training. Everything is "
-           "computed by `explorer`, a library you can use in your own Keras model.")
 teach.remember_link()  # before any widget: what the link asked for
 teach.sidebar()
+if not teach.presenting():  # on a projector the stage needs the room
+    st.title("Dice Loss Explorer")
+    st.caption("How Dice, IoU, Tversky, BCE, focal and Lovász losses score a prediction, how "
+               "their gradients would push each pixel, and what they do to training. Everything "
+               "is computed by `explorer`, a library you can use in your own Keras model.")
 PAGES[widgets.view_picker("Page", list(PAGES), key="main_tabs")]()
 teach.share_section()
 teach.link_notice()

@@ -43,17 +43,10 @@ def metrics_table(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> li
     values = dict.fromkeys(LOSS_LABELS, math.nan)
     values.update(zip(computed, gradients.loss_values(
         [(settings.loss_name(key), settings.keywords(key)) for key in computed], truth, pred)))
-    hard = losses.hard_metrics(truth, pred, threshold=settings.threshold,
-                               per_image=settings.per_image)
-    rows = [
-        Row("dice_coefficient", "Dice coefficient (soft)",
-            float(losses.dice_coefficient(truth, pred, **settings.dice_keywords())), "score"),
-        Row("hard_dice", f"Dice (hard, at {settings.threshold:g})",
-            _nanmean(hard["dice"].numpy()), "score"),
-        Row("iou", "IoU (soft Jaccard index)", 1 - values["jaccard_loss"], "score"),
-        Row("hard_iou", f"IoU (hard, at {settings.threshold:g})",
-            _nanmean(hard["iou"].numpy()), "score"),
-    ]
+    soft_dice, hard_dice, hard_iou = metrics_table_scores(truth, pred, settings)
+    rows = [soft_dice, hard_dice,
+            Row("iou", "IoU (soft Jaccard index)", 1 - values["jaccard_loss"], "score"),
+            hard_iou]
     rows += [Row(key, label, values[key], "loss", refused[key])
              for key, label in LOSS_LABELS.items()]
     return rows
@@ -477,6 +470,95 @@ def small_pair(truth, pred, side: int = 16) -> tuple[np.ndarray, np.ndarray]:
     return g_small, p_small
 
 
-def dice_formula(truth, pred, settings: Settings) -> list[str]:  # TEMP until the UI moves
-    formula = loss_formula(truth, pred, settings.replace(loss="dice_loss"))
-    return [formula.general, *formula.substituted]
+
+# ------------------------------------------------------------ what the stage says
+
+
+def soft_hard_note(truth, pred, settings: Settings) -> str:
+    """One sentence where soft and hard Dice differ by more than 0.01, saying where the
+    difference comes from: soft Dice counts p itself, so the p left on background pixels
+    adds to Σp and the 1 − p missing on the truth lowers Σp·g, where thresholding first
+    counts whole pixels. "" when they agree."""
+    rows = {r.key: r.value for r in metrics_table_scores(truth, pred, settings)}
+    soft, hard = rows["dice_coefficient"], rows["hard_dice"]
+    if not (math.isfinite(soft) and math.isfinite(hard)) or abs(soft - hard) <= 0.01:
+        return ""
+    g = np.asarray(truth, np.float64)
+    p = np.asarray(pred, np.float64)
+    counts = confusion_counts(truth, pred, settings)
+    off = float((p * (1 - g)).sum())  # soft false positives: p on background
+    short = float(((1 - p) * g).sum())  # soft false negatives: 1 - p on the truth
+    return (f"Soft Dice {soft:.3f} against hard Dice {hard:.3f} (threshold "
+            f"{settings.threshold:g}): soft Dice counts p itself. Off the truth, p adds up to "
+            f"{off:,.1f} (hard: {int(counts['fp'].sum()):,} false-positive pixels); on the "
+            f"truth, 1 − p adds up to {short:,.1f} (hard: {int(counts['fn'].sum()):,} "
+            "missed pixels).")
+
+
+def metrics_table_scores(truth, pred, settings: Settings) -> list[Row]:
+    """The score rows of the table (soft and hard Dice and IoU) without the losses."""
+    hard = losses.hard_metrics(truth, pred, threshold=settings.threshold,
+                               per_image=settings.per_image)
+    return [
+        Row("dice_coefficient", "Dice coefficient (soft)",
+            float(losses.dice_coefficient(truth, pred, **settings.dice_keywords())), "score"),
+        Row("hard_dice", f"Dice (hard, at {settings.threshold:g})",
+            _nanmean(hard["dice"].numpy()), "score"),
+        Row("hard_iou", f"IoU (hard, at {settings.threshold:g})",
+            _nanmean(hard["iou"].numpy()), "score"),
+    ]
+
+
+# losses whose gradient w.r.t. p is a function of g and the sums I, P, G only
+_SUM_LOSSES = ("dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss")
+
+
+def piecewise_constant(settings: Settings, wrt: str) -> bool:
+    """True when ∂L/∂p_i depends on g_i and the totals only (not on p_i): the Dice family
+    w.r.t. the probabilities, with linear sums (not squared, not the L1 intersection)."""
+    return (settings.loss_name() in _SUM_LOSSES and wrt == "probabilities"
+            and not settings.squared and not settings.soft_label)
+
+
+def piecewise_note(settings: Settings, wrt: str, grad, truth_fg) -> str:
+    """The sentence under a Dice-family gradient map: why it redraws the truth."""
+    if not piecewise_constant(settings, wrt):
+        return ""
+    grad, truth_fg = np.asarray(grad), np.asarray(truth_fg, bool)
+    on = grad[truth_fg]
+    off = grad[~truth_fg]
+    values = []
+    if on.size:
+        values.append(f"{float(np.median(on)):.2e} on the truth")
+    if off.size:
+        values.append(f"{float(np.median(off)):.2e} off it")
+    return (f"{LOSS_LABELS[settings.loss]} sums p over pixels, so ∂L/∂pᵢ depends only on "
+            "whether pixel i is in the truth and on the totals I, P and G, not on pᵢ: the map "
+            f"takes two values ({' and '.join(values)}) and redraws the truth whatever the "
+            "prediction. Where the prediction is unsure shows in ∂L/∂logit.")
+
+
+# the largest logit a clipped probability reaches: log((1 - 1e-7) / 1e-7)
+_MAX_LOGIT = math.log((1 - losses.PROB_CLIP) / losses.PROB_CLIP)
+
+
+def loss_range(settings: Settings) -> str:
+    """The range the chosen loss can take with these settings, in words (for a guess)."""
+    name = settings.loss_name()
+    if name in _SUM_LOSSES:
+        return f"{LOSS_LABELS[settings.loss]} runs from 0 (perfect) to 1"
+    bce = f"{_MAX_LOGIT:.1f}"
+    if name in ("binary_crossentropy", "focal_loss"):
+        return (f"{LOSS_LABELS[settings.loss]} runs from 0 (perfect) to about {bce} (every "
+                "pixel confidently wrong; p is clipped at 10⁻⁷)")
+    if name == "bce_dice_loss":
+        top = settings.bce_weight * _MAX_LOGIT + settings.dice_weight
+        return f"BCE + Dice runs from 0 to about {top:.1f} ({settings.bce_weight:g} × {bce} + " \
+               f"{settings.dice_weight:g} × 1)"
+    if name == "bce_log_dice_loss":
+        return ("BCE − log Dice runs from 0 upwards, without a bound: −log Dice grows "
+                "without limit as Dice goes to 0")
+    if name == "lovasz_hinge":
+        return (f"Lovász runs from 0 to about {1 + _MAX_LOGIT:.1f}: its errors are hinge "
+                f"errors 1 − z·(2g − 1) on logits z, up to 1 + {bce}")
+    return "Lovász-Softmax runs from 0 to 1"

@@ -31,6 +31,15 @@ CHART_HEIGHT = 300
 MARGIN = dict(l=10, r=10, t=40, b=10)
 BACKGROUND_BAR = "#868e96"  # class 0 is black in images; grey so its bar shows
 _COLORBAR = dict(thickness=12, len=0.9)
+# one colour per loss, everywhere (sweeps, compare, training): Okabe-Ito, told apart with
+# the common colour-vision deficiencies; Lovász from Paul Tol's palette
+LOSS_COLORS = {
+    "dice_loss": "#0072B2", "binary_crossentropy": "#D55E00", "jaccard_loss": "#009E73",
+    "tversky_loss": "#CC79A7", "generalized_dice_loss": "#56B4E9", "bce_dice_loss": "#E69F00",
+    "bce_log_dice_loss": "#999999", "focal_loss": "#000000", "lovasz": "#882255",
+}
+# true positives, false positives, false negatives in the overlay; true negatives light
+OVERLAY_COLORS = {"TP": "#0072B2", "FP": "#E69F00", "FN": "#CC79A7", "TN": "#f1f3f5"}
 
 
 # ------------------------------------------------------------------------ helpers
@@ -140,23 +149,44 @@ def probability_figure(prob, *, truth_fg, title: str, max_side: int = 128) -> go
     return _image_figure([heat, _outline_trace(truth, step, "#ff3d7f")], title)
 
 
+def gradient_scaled(grad, limit: float, log: bool = False) -> np.ndarray:
+    """The gradient on the colour scale's axis, in [-1, 1] for |grad| <= limit: linear, or
+    symmetric log (``log``): sign(g) log(1 + |g|/t) / log(1 + limit/t) with t = limit/10^4,
+    so pushes down to 10^-4 of the largest still show."""
+    grad = np.asarray(grad, np.float64)
+    if not log:
+        return grad / limit
+    t = limit * 1e-4
+    return np.sign(grad) * np.log1p(np.abs(grad) / t) / np.log1p(limit / t)
+
+
 def gradient_figure(grad, *, prob, truth_fg, title: str, wrt_label: str = "∂L/∂p",
-                    max_side: int = 128) -> go.Figure:
-    """Signed gradient per pixel on a diverging scale (blue: descent pushes up, red: down)."""
+                    max_side: int = 128, limit: float | None = None,
+                    log: bool = False) -> go.Figure:
+    """Signed gradient per pixel on a diverging scale (blue: descent pushes up, red: down),
+    from -limit to +limit (default: this map's largest |gradient|), linear or symmetric log;
+    hover gives the gradient itself either way."""
     grad, prob, truth_fg = _same_shape(grad, prob, truth_fg)
-    z, step = downsample(grad.astype(np.float32), max_side)
+    limit = gradient_limit(grad) if limit is None else limit
+    raw, step = downsample(grad.astype(np.float32), max_side)
     x, y = _coords(grad.shape, step)
     truth = downsample(truth_fg.astype(np.uint8), max_side)[0]
     p = downsample(prob.astype(np.float32), max_side)[0]
-    limit = gradient_limit(grad)
-    heat = go.Heatmap(
-        z=z, x=x, y=y, zmid=0, zmin=-limit, zmax=limit, colorscale="RdBu_r",
-        text=truth, customdata=p,
-        colorbar=dict(_COLORBAR, title=f"{wrt_label}<br>blue: pushed up"
-                                       "<br>red: pushed down"),
-        hovertemplate=f"x %{{x}}, y %{{y}}<br>truth %{{text}}"
-                      f"<br>p %{{customdata:.4f}}<br>{wrt_label} %{{z:.3e}}"
-                      "<extra></extra>")
+    title_bar = f"{wrt_label}<br>blue: pushed up<br>red: pushed down"
+    if log:  # colours on the log axis; hover still gives the gradient itself
+        heat = go.Heatmap(
+            z=gradient_scaled(raw, limit, log=True).astype(np.float32), x=x, y=y, zmid=0,
+            zmin=-1, zmax=1, colorscale="RdBu_r", text=truth, customdata=np.stack([p, raw], -1),
+            colorbar=dict(_COLORBAR, title=title_bar + "<br>(symmetric log)",
+                          tickvals=[-1, 0, 1], ticktext=[f"−{limit:.1e}", "0", f"+{limit:.1e}"]),
+            hovertemplate=f"x %{{x}}, y %{{y}}<br>truth %{{text}}<br>p %{{customdata[0]:.4f}}"
+                          f"<br>{wrt_label} %{{customdata[1]:.3e}}<extra></extra>")
+    else:
+        heat = go.Heatmap(
+            z=raw, x=x, y=y, zmid=0, zmin=-limit, zmax=limit, colorscale="RdBu_r", text=truth,
+            customdata=p, colorbar=dict(_COLORBAR, title=title_bar),
+            hovertemplate=f"x %{{x}}, y %{{y}}<br>truth %{{text}}<br>p %{{customdata:.4f}}"
+                          f"<br>{wrt_label} %{{z:.3e}}<extra></extra>")
     return _image_figure([heat, _outline_trace(truth, step, "black")], title)
 
 
@@ -373,14 +403,70 @@ def gradient_limit(grad) -> float:
     return float(finite.max()) if finite.size and finite.max() > 0 else 1e-12
 
 
-def gradient_picture(grad, *, truth_fg, max_side: int = 128) -> np.ndarray:
+def gradient_picture(grad, *, truth_fg, max_side: int = 128, limit: float | None = None,
+                     log: bool = False) -> np.ndarray:
     """``gradient_figure`` as an RGB picture: RdBu from −limit (blue, descent pushes p up)
-    through white at 0 to +limit (red, pushed down), truth outlined in black, bar below."""
+    through white at 0 to +limit (red, pushed down), linear or symmetric log, truth
+    outlined in black, bar below. Beyond a given ``limit`` the colours saturate."""
     grad, truth_fg = _same_shape(grad, truth_fg)
-    limit = gradient_limit(grad)
-    cells = _colored(downsample(grad.astype(np.float64), max_side)[0], "RdBu_r", -limit, limit)
+    limit = gradient_limit(grad) if limit is None else limit
+    scaled = gradient_scaled(downsample(grad, max_side)[0], limit, log)
+    cells = _colored(scaled, "RdBu_r", -1.0, 1.0)
     line = downsample(truth_fg.astype(np.uint8), max_side)[0]
     return _with_bar(_blown_up(cells, line, "#000000"), "RdBu_r")
+
+
+def confusion_map(truth_fg, pred_fg) -> np.ndarray:
+    """Per pixel 0 = true negative, 1 = true positive, 2 = false positive, 3 = false
+    negative, of two boolean masks of one shape."""
+    truth_fg, pred_fg = (np.asarray(a, bool) for a in _same_shape(truth_fg, pred_fg))
+    return np.select([truth_fg & pred_fg, pred_fg, truth_fg], [1, 2, 3], 0).astype(np.uint8)
+
+
+def overlay_figure(truth_fg, pred_fg, *, title: str, max_side: int = 128) -> go.Figure:
+    """``overlay_picture`` as a heatmap: hover names each pixel's kind."""
+    kinds, step = downsample(confusion_map(truth_fg, pred_fg), max_side)
+    x, y = _coords(np.shape(truth_fg), step)
+    names = np.array(["true negative", "true positive", "false positive", "false negative"])
+    order = ("TN", "TP", "FP", "FN")
+    scale = [[edge, OVERLAY_COLORS[order[k]]] for k in range(4)
+             for edge in (k / 4, (k + 1) / 4)]
+    heat = go.Heatmap(z=kinds, x=x, y=y, zmin=-0.5, zmax=3.5, colorscale=scale,
+                      showscale=False, text=names[kinds],
+                      hovertemplate="x %{x}, y %{y}<br>%{text}<extra></extra>")
+    return _image_figure([heat], title)
+
+
+def overlay_picture(truth_fg, pred_fg, *, max_side: int = 128) -> np.ndarray:
+    """Truth against hard prediction as an RGB picture: true positives, false positives and
+    false negatives in ``OVERLAY_COLORS`` (colour-blind safe), true negatives light."""
+    kinds = downsample(confusion_map(truth_fg, pred_fg), max_side)[0]
+    palette = np.array([hex_to_rgb(OVERLAY_COLORS[k]) for k in ("TN", "TP", "FP", "FN")],
+                       np.uint8)
+    return _blown_up(palette[kinds], None, None)
+
+
+def stage_picture(panels, headline: str, lines=()) -> np.ndarray:
+    """The stage as one RGB picture for slides: ``panels`` (title, RGB picture) side by side
+    on white, ``headline`` large above them and ``lines`` of text below."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    gap, pad = 24, 32
+    height = max(p.shape[0] for _, p in panels)
+    width = sum(p.shape[1] for _, p in panels) + gap * (len(panels) - 1) + 2 * pad
+    top, bottom = 110, 40 + 34 * len(lines)
+    canvas = Image.new("RGB", (width, top + height + bottom), "white")
+    draw = ImageDraw.Draw(canvas)
+    big, small = ImageFont.load_default(40), ImageFont.load_default(22)
+    draw.text((pad, 20), headline, fill="black", font=big)
+    x = pad
+    for title, picture in panels:
+        draw.text((x, top - 34), title, fill="black", font=small)
+        canvas.paste(Image.fromarray(np.ascontiguousarray(picture, np.uint8)), (x, top))
+        x += picture.shape[1] + gap
+    for k, line in enumerate(lines):
+        draw.text((pad, top + height + 20 + 34 * k), line, fill="#333333", font=small)
+    return np.asarray(canvas)
 
 
 # ------------------------------------------------------------ Lovász step-through

@@ -60,11 +60,11 @@ def truth(labels: np.ndarray, num_classes: int, *, label_smoothing: float = 0.0)
     return channels * (1 - label_smoothing) + label_smoothing / max(num_classes, 2)
 
 
-def hard_labels(prob: np.ndarray) -> np.ndarray:
-    """A label map back from probabilities ``[H, W, C]``: p ≥ 0.5 for one channel, the
-    most probable class (argmax) for several."""
+def hard_labels(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """A label map back from probabilities ``[H, W, C]``: p ≥ threshold for one channel
+    (as ``losses.hard_metrics``), the most probable class (argmax) for several."""
     if prob.shape[-1] == 1:
-        return (prob[..., 0] >= 0.5).astype(np.int32)
+        return (prob[..., 0] >= threshold).astype(np.int32)
     return prob.argmax(-1).astype(np.int32)
 
 

@@ -32,6 +32,8 @@ def at():
 
 
 def table(at) -> dict[str, float]:
+    at.session_state["explore_tabs"] = "All numbers"
+    _run(at)
     frame = at.table[0].value  # the first table on the page is the metrics table
     assert list(frame[""]).count("◀ chosen") == 1
     return {metric: float(value) for metric, value in zip(frame.index, frame["value"])
@@ -47,26 +49,29 @@ def default_masks():
 
 
 def test_every_tab_renders(at):
-    assert at.metric[0].label == "Dice loss (chosen)"
+    assert at.metric[0].label == "Dice loss"  # the stage's value comes first
     assert gc.get_freeze_count() > 10_000  # the imports' objects: no full collection walks them
     assert runtime.after_imports.cache_info().misses == 1  # once, not every rerun
     assert not at.get("plotly_chart")  # pictures by default: quick to draw
     captions = [image.proto.imgs[0].caption for image in at.get("image")]
-    assert "Truth" in captions and "Hard prediction, truth outlined in white" in captions
+    assert any(c.startswith("Truth vs prediction at the threshold. Blue: true positive")
+               for c in captions)
     assert any(c.startswith("p (class 1), truth outlined") for c in captions)
-    assert any(c.startswith("∂L/∂p, Dice loss. Bar: ∂L/∂p from −") for c in captions)
-    assert r"\mathrm{Dice}" in at.latex[0].value  # the formula tab is open first
+    assert any(c.startswith("Dice loss = 0.368159. Blue: descent pushes p up") for c in captions)
+    assert "two values" in " ".join(c.value for c in at.caption)  # Dice's gradient, explained
+    at.session_state["explore_tabs"] = TABS[0]
+    _run(at)
+    assert r"\mathrm{Dice}" in at.latex[0].value
     at.session_state["explore_tabs"] = TABS[1]
     _run(at)
     captions = [image.proto.imgs[0].caption for image in at.get("image")]
-    assert any(c.startswith("Dice loss = 0.368") for c in captions)
+    assert any(c.startswith("Lovász = ") for c in captions)
     at.toggle(key="hover_values").set_value(True)
     _run(at)
     keys = {chart.key for chart in at.get("plotly_chart")}
-    assert {"truth_figure", "prob_figure", "pred_figure", "gradient_heatmap",
+    assert {"overlay_figure", "prob_figure", "stage_gradient_dice_loss",
             "compare_dice_loss", "compare_lovasz"} <= keys
-    assert not [image for image in at.get("image")
-                if image.proto.imgs[0].caption.startswith("Truth")]
+    assert not [image for image in at.get("image") if image.proto.imgs[0].caption]
     at.session_state["explore_tabs"] = TABS[2]
     _run(at)
     labels = [m.label for m in at.metric]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from explorer import charts
-from explorer.masks import CLASS_COLORS
+from explorer.masks import CLASS_COLORS, hex_to_rgb
 
 
 def _rgb(color: str) -> tuple[int, int, int]:
@@ -478,3 +478,59 @@ def test_sample_strip_tiles_rows_of_image_truth_prediction():
     assert strip.shape == (8, 15)
     assert strip[0, 0] == 0.25 and strip[0, 5] == 0 and strip[0, 10] == 1.0  # clipped
     assert strip[4, 0] == 0.5 and strip[4, 5] == 1.0 and strip[4, 10] == 0.0
+
+
+# ------------------------------------------------------- stage: overlay, scale, slide
+
+
+def test_confusion_map_and_overlay_colour_each_kind():
+    truth = np.array([[1, 1, 0, 0]], bool)
+    pred = np.array([[1, 0, 1, 0]], bool)
+    assert charts.confusion_map(truth, pred).tolist() == [[1, 3, 2, 0]]
+    picture = charts.overlay_picture(truth, pred)
+    factor = picture.shape[1] // 4
+    seen = [tuple(picture[0, k * factor]) for k in range(4)]
+    expected = [hex_to_rgb(charts.OVERLAY_COLORS[k]) for k in ("TP", "FN", "FP", "TN")]
+    assert seen == [tuple(c) for c in expected]
+
+
+def test_overlay_colours_are_distinct_and_loss_colours_unique():
+    assert len(set(charts.OVERLAY_COLORS.values())) == 4
+    assert len(set(charts.LOSS_COLORS.values())) == len(charts.LOSS_COLORS)
+    from explorer.settings import LOSS_LABELS
+    assert set(charts.LOSS_COLORS) == set(LOSS_LABELS)
+
+
+def test_gradient_scale_linear_locked_and_symmetric_log():
+    grad = np.array([-2.0, -1e-3, 0.0, 1e-3, 1.0])
+    assert charts.gradient_scaled(grad, 2.0).tolist() == pytest.approx([-1, -5e-4, 0, 5e-4, 0.5])
+    logged = charts.gradient_scaled(grad, 2.0, log=True)
+    assert logged[0] == pytest.approx(-1.0) and logged[2] == 0.0
+    assert logged[3] == pytest.approx(-logged[1])
+    # 1e-3 against a limit of 2 on four decades: log(1 + 5) / log(1 + 10^4), a fifth of the way
+    assert logged[3] == pytest.approx(np.log1p(5.0) / np.log1p(1e4))
+    # a locked limit larger than this map's maximum: the colours stay pale
+    truth = np.zeros((8, 8), bool)
+    small = np.full((8, 8), 1e-3)
+    pale = charts.gradient_picture(small, truth_fg=truth, limit=1.0)
+    full = charts.gradient_picture(small, truth_fg=truth)
+    assert pale[0, 0].astype(int).sum() > full[0, 0].astype(int).sum()  # nearer white
+
+
+def test_gradient_figure_hover_keeps_the_raw_gradient_under_a_log_scale():
+    grad = np.linspace(-1, 1, 16).reshape(4, 4)
+    fig = charts.gradient_figure(grad, prob=np.full((4, 4), 0.5), truth_fg=np.eye(4, dtype=bool),
+                                 title="t", log=True)
+    heat = fig.data[0]
+    assert np.asarray(heat.customdata)[..., 1].ravel().tolist() == pytest.approx(grad.ravel())
+    assert heat.zmin == -1 and heat.zmax == 1
+
+
+def test_stage_picture_holds_the_panels_side_by_side():
+    a = np.zeros((40, 30, 3), np.uint8)
+    b = np.full((50, 20, 3), 255, np.uint8)
+    picture = charts.stage_picture([("A", a), ("B", b)], "Dice loss 0.12", ["line"])
+    assert picture.shape[1] == 30 + 20 + 24 + 2 * 32
+    assert picture.shape[0] > 50 + 110
+    png = charts.png_bytes(picture)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

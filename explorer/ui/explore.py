@@ -1,8 +1,10 @@
-"""The Explore tab: masks in, settings, live numbers and gradient heatmaps.
+"""The Explore page: the stage, then the controls, then the views below.
 
-Two nested ``st.fragment``s keep each rerun small (every element a rerun sends costs the
-server and, more, the browser): a mask edit reruns this tab but not the sidebar, title
-or the Train tab; a loss setting reruns only the numbers and gradients, not the masks.
+The stage is the lesson on one screen: the chosen loss's value (large), the truth
+against the prediction (true/false positives and false negatives), the probabilities
+and the gradient, with the scenario's paragraph beside them. It is drawn into a
+container at the top, filled once the controls below it have been read. The whole page
+is one ``st.fragment``: a change reruns this page, never the sidebar or the Train page.
 """
 
 from __future__ import annotations
@@ -14,93 +16,110 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import (analysis, charts, codegen, conventions, gradients, losses, masks,
-                      predictions)
-from explorer.predictions import Edits
+from explorer import analysis, charts, gradients, losses, masks, predictions
 from explorer.settings import LOSS_LABELS, Settings
-from explorer.ui import mask_inputs, state, teach, widgets
-from explorer.ui.state import BATCH_TAB, FORMULA_TAB, WRT_LABELS
+from explorer.ui import mask_inputs, state, teach, views, widgets
+from explorer.ui.state import BATCH_TAB, FORMULA_TAB, NONE, NUMBERS_TAB, WRT_LABELS
 
-PICTURE_WIDTH = 300  # screen pixels: about the interactive figures' size (>= PICTURE_SIDE)
+# the stage sits right under the page picker; in presenter mode the page's own top padding
+# goes (the title and caption are folded there too), so the stage fits 1280 x 720
+STAGE_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }
+.st-key-stage [data-testid="stMetricValue"] { font-size: 3rem; line-height: 1.1; }
+</style>"""
+PRESENTER_STAGE_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding: 0.5rem 1rem 1rem 1rem; }
+[data-testid="stHeader"] { height: 0; }
+.st-key-stage [data-testid="stCaptionContainer"] p { font-size: 0.8rem; }
+</style>"""
+OVERLAY_CAPTION = ("Truth vs prediction at the threshold. Blue: true positive · orange: "
+                   "false positive · purple: missed (false negative)")
 
 
 @st.fragment
 def render() -> None:
-    teach.banner()
-    top = st.columns([1, 1, 2])
+    st.html(STAGE_CSS + (PRESENTER_STAGE_CSS if teach.presenting() else ""))
+    stage = st.container(key="stage")  # filled after the controls below are read
+    with st.expander("Masks, prediction and loss settings", expanded=not teach.presenting()):
+        inputs = _controls()
+    if inputs is None:
+        stage.info("Waiting for both masks: upload or choose a source under "
+                   "'Masks, prediction and loss settings'.")
+        return
+    truth_labels, truth, pred, edits, settings, channel = inputs
+    with stage:
+        revealed = _stage(truth_labels, truth, pred, settings, channel)
+    if not revealed:
+        return  # the views below would give the numbers away
+    pages = {
+        NUMBERS_TAB: lambda: numbers_panel(truth, pred, settings),
+        FORMULA_TAB: lambda: views.formula_panel(truth, pred, settings),
+        "Compare gradients": lambda: views.compare_panel(truth_labels, truth, pred, settings),
+        BATCH_TAB: lambda: views.batch_panel(truth, pred, settings, edits),
+        "Sweeps": lambda: views.sweep_panel(truth_labels, truth, pred, settings, edits),
+        "Other libraries": lambda: views.libraries_panel(truth, pred, settings),
+        "Lovász step by step": lambda: views.lovasz_panel(truth, pred, settings),
+        "Code": lambda: views.code_panel(truth, pred, settings),
+    }
+    page = widgets.view_picker("More", list(pages), key="explore_tabs")
+    with widgets.panel(page):
+        pages[page]()
+
+
+def _controls():
+    """Every Explore control, in three columns (truth, prediction, loss); returns the
+    masks as batches and the settings, or None while a mask is missing."""
+    top = st.columns(4)
     classes = top[0].selectbox("Classes", list(state.CLASS_CHOICES),
                                **state.with_index("num_classes", state.CLASS_CHOICES),
                                format_func=lambda k: "binary" if k == 2 else f"{k} (softmax)")
     size = top[1].selectbox("Mask size", mask_inputs.SIZES,
                             **state.with_index("mask_size", mask_inputs.SIZES),
                             format_func=lambda s: f"{s}×{s}")
-    top[2].caption("Draw, generate, pick or upload a truth and a prediction; the numbers and "
-                   "the gradient below follow every change.")
-    top[2].toggle("Hover values", **state.with_value("hover_values"),
+    with top[2]:
+        channel = widgets.class_picker(classes, "prob_class")
+    top[3].toggle("Hover values", **state.with_value("hover_values"),
                   help="Interactive heatmaps: hover a pixel for its x, y, truth, p and gradient. "
                        "They take a browser several times longer to draw than pictures, which "
                        "shows when a whole class shares one small server.")
-    truth_col, pred_col, prob_col = st.columns(3)
+    truth_col, pred_col, loss_col = st.columns(3)
     with truth_col, widgets.panel("Ground truth"):
-        st.subheader("Ground truth")
+        st.markdown("**Ground truth**")
         truth_labels = mask_inputs.truth_input(classes, size)
         smoothing = st.slider("Label smoothing", 0.0, 0.5, step=0.01,
                               **state.with_value("label_smoothing"),
                               help="Soft truth: g·(1−a) + a/K. Try it with 'Soft labels (L1)'.")
-        if truth_labels is not None:
-            _view(lambda: charts.mask_figure(truth_labels, num_classes=classes, title="Truth"),
-                  lambda: charts.mask_picture(truth_labels, num_classes=classes),
-                  key="truth_figure", caption="Truth")
     with pred_col, widgets.panel("Prediction"):
-        st.subheader("Prediction")
+        st.markdown("**Prediction**")
         pred = mask_inputs.prediction_input(classes, size, truth_labels)
         hard = pred is None or np.issubdtype(np.asarray(pred).dtype, np.integer)
         edits = mask_inputs.edit_widgets(hard)
+    with loss_col, widgets.panel("Settings"):
+        st.markdown("**Loss and gradient**")
+        settings = widgets.settings_panel(classes, truth_labels)
+        _gradient_controls()
     if truth_labels is None or pred is None:
-        st.info("Waiting for both masks: upload or choose a source above.")
-        return
+        return None
     # read by "Save masks" when clicked: that button is outside this fragment
     st.session_state.setdefault(state.CURRENT_PAIR, {})["pair"] = (truth_labels, pred)
     pred = _match_size(pred, truth_labels.shape, hard)
     if pred is None:
-        return
-    edited = edits.hard(pred) if hard else None
-    prob = edits.soften(edited, classes) if hard else pred[..., None]
-    with prob_col, widgets.panel("Probability map"):
-        st.subheader("Probabilities")
-        channel = _class_picker(classes, "prob_class")
-        fg, title = _fg(truth_labels, classes, channel), f"p (class {_class_of(classes, channel)})"
-        _view(lambda: charts.probability_figure(prob[..., channel], truth_fg=fg, title=title),
-              lambda: charts.probability_picture(prob[..., channel], truth_fg=fg),
-              key="prob_figure", caption=f"{title}, truth outlined in pink; the bar runs "
-                                         "from p = 0 (left) to 1")
-        if hard:
-            title = "Hard prediction, truth outlined"
-            _view(lambda: charts.mask_figure(edited, num_classes=classes, title=title,
-                                             outline=truth_labels),
-                  lambda: charts.mask_picture(edited, num_classes=classes, outline=truth_labels),
-                  key="pred_figure", caption=f"{title} in white")
+        return None
+    prob = edits.soften(edits.hard(pred), classes) if hard else pred[..., None]
     truth = predictions.truth(truth_labels, classes, label_smoothing=smoothing)
-    results(truth_labels, masks.to_batch(truth), masks.to_batch(prob), edits)
+    return truth_labels, masks.to_batch(truth), masks.to_batch(prob), edits, settings, channel
 
 
-def _view(figure, picture, *, key: str, caption: str) -> None:
-    """An interactive plotly figure when "Hover values" is on, else the same view as a
-    picture (cheap to draw). Both are callables, so only the shown one is built."""
-    if state.current("hover_values"):
-        st.plotly_chart(figure(), key=key)
-    else:
-        st.image(charts.png_bytes(picture()), caption=caption, width=PICTURE_WIDTH)
-
-
-def _gradient_view(grad, pred, fg, *, key: str, title: str, wrt_label: str) -> None:
-    """One gradient map, with its colour scale spelled out under the picture."""
-    limit = charts.gradient_limit(grad)
-    _view(lambda: charts.gradient_figure(grad, prob=pred, truth_fg=fg, wrt_label=wrt_label,
-                                         title=title),
-          lambda: charts.gradient_picture(grad, truth_fg=fg), key=key,
-          caption=f"{title}. Bar: {wrt_label} from −{limit:.2e} (blue: descent pushes p up) "
-                  f"through 0 (white) to +{limit:.2e} (red: pushes p down); truth outlined.")
+def _gradient_controls() -> None:
+    st.radio("Gradient with respect to", list(WRT_LABELS.values()), horizontal=True,
+             **state.with_index("gradient_wrt", WRT_LABELS.values()),
+             help="The logit z behind p: p = sigmoid(z) (softmax for several classes). "
+                  "Saturated pixels get no push through z.")
+    options = [NONE, *LOSS_LABELS]
+    st.selectbox("Second gradient on the stage", options,
+                 **state.with_index("stage_compare", options),
+                 format_func=lambda k: "none" if k == NONE else LOSS_LABELS[k])
+    widgets.scale_controls()
 
 
 def _match_size(pred, shape, hard):
@@ -116,66 +135,131 @@ def _match_size(pred, shape, hard):
     return None
 
 
-def _class_picker(classes: int, key: str) -> int:
-    """The channel to show: the only one when binary, a chosen class otherwise."""
-    if classes == 2:
-        return 0
-    return st.selectbox("Class shown", list(range(classes)),
-                        **state.with_index(key, range(classes)))
+# ------------------------------------------------------------------------- the stage
 
 
-def _class_of(classes: int, channel: int) -> int:
-    return 1 if classes == 2 else channel
-
-
-def _fg(truth_labels: np.ndarray, classes: int, channel: int) -> np.ndarray:
-    return truth_labels == _class_of(classes, channel)
-
-
-@st.fragment
-def results(truth_labels: np.ndarray, truth: np.ndarray, pred: np.ndarray,
-            edits: Edits) -> None:
-    classes = 2 if truth.shape[-1] == 1 else truth.shape[-1]
-    settings_col, numbers_col, grad_col = st.columns([1, 1.3, 1.4])
-    with settings_col, widgets.panel("Settings"):
-        st.subheader("Loss settings")
-        settings = widgets.settings_panel(classes, truth_labels)
-    revealed = False  # stays so if the numbers panel fails
-    with numbers_col, widgets.panel("Numbers"):
-        st.subheader("Numbers")
-        revealed = numbers(truth, pred, settings)
-    with grad_col, widgets.panel("Gradient"):
-        st.subheader("Gradient of the chosen loss")
-        refused = analysis.refusal(settings, settings.loss)
-        if refused:
-            st.warning(f"No gradient: {refused}")
-        elif revealed:
-            gradient_panel(truth_labels, truth, pred, settings)
-        else:
+def _stage(truth_labels, truth, pred, settings: Settings, channel: int) -> bool:
+    """The value, the masks and the gradient together; True once the numbers are shown
+    (always, unless 'Guess first' waits for a guess)."""
+    chosen = next(r for r in analysis.metrics_table(truth, pred, settings)
+                  if r.key == settings.loss)
+    value_col, notes_col, story_col = st.columns([1.1, 1.5, 1.6])
+    with value_col, widgets.panel("Value"):
+        revealed = _value(truth, pred, settings, chosen)
+    with story_col:
+        told = teach.scenario_panel(revealed) if hasattr(teach, "scenario_panel") else False
+        if not told:
+            st.caption("Pick a scenario in the sidebar for a guided lesson, or change the masks "
+                       "and settings under the stage.")
+    wrt = next(k for k, v in WRT_LABELS.items() if v == state.current("gradient_wrt"))
+    fg = widgets.truth_fg(truth_labels, settings.num_classes, channel)
+    p = pred[0, ..., channel]
+    other = state.current("stage_compare")
+    keys = [settings.loss] + ([other] if other in LOSS_LABELS and other != settings.loss else [])
+    columns = st.columns(4)
+    with columns[0], widgets.panel("Overlay"):
+        pred_fg = predictions.hard_labels(pred[0], settings.threshold) == \
+            widgets.class_of(settings.num_classes, channel)
+        widgets.figure_or_picture(
+            lambda: charts.overlay_figure(fg, pred_fg, title="Truth vs prediction"),
+            lambda: charts.overlay_picture(fg, pred_fg), key="overlay_figure",
+            caption=OVERLAY_CAPTION)
+    with columns[1], widgets.panel("Probabilities"):
+        title = f"p (class {widgets.class_of(settings.num_classes, channel)})"
+        widgets.figure_or_picture(
+            lambda: charts.probability_figure(p, truth_fg=fg, title=title),
+            lambda: charts.probability_picture(p, truth_fg=fg), key="prob_figure",
+            caption=f"{title}, truth outlined in pink; bar: p from 0 to 1")
+    with notes_col, widgets.panel("Notes"):
+        if revealed:
+            _notes(truth, pred, settings, chosen)
+    grads = _stage_gradients(keys, truth, pred, settings, wrt, channel, revealed)
+    if grads is None:
+        with columns[2]:
             st.info("Guess first: where will the gradient push p up, and where down? It "
                     "appears when you reveal the numbers.")
+        return revealed
+    limits, log = widgets.gradient_scale([g for _, g in grads])
+    for column, key, (value, grad), limit in zip(columns[2:], keys, grads, limits):
+        with column, widgets.panel("Gradient"):
+            label = f"{WRT_LABELS[wrt]} of {LOSS_LABELS[key]}"
+            st.markdown(f"**{label}**")
+            widgets.gradient_view(grad, p, fg, key=f"stage_gradient_{key}",
+                                  wrt_label=WRT_LABELS[wrt], limit=limit, log=log,
+                                  title=f"{LOSS_LABELS[key]} = {widgets.shown(value)}")
+            note = analysis.piecewise_note(settings.replace(loss=key), wrt, grad, fg)
+            if note:
+                st.caption(note)
+    with columns[-1] if len(keys) == 1 else st.container():
+        _download(fg, pred_fg, p, grads, keys, limits, log, chosen, wrt)
+    return revealed
+
+
+def _stage_gradients(keys, truth, pred, settings: Settings, wrt: str, channel: int,
+                     revealed: bool):
+    """(value, gradient map of the shown class) per loss on the stage; None while hidden
+    (guess first) or [] where the chosen loss refuses these settings."""
     if not revealed:
-        return  # the tabs below would give the numbers away
-    views = {
-        FORMULA_TAB: lambda: formula_panel(truth, pred, settings),
-        "Compare gradients": lambda: compare_panel(truth_labels, truth, pred, settings),
-        BATCH_TAB: lambda: batch_panel(truth, pred, settings, edits),
-        "Sweeps": lambda: sweep_panel(truth_labels, truth, pred, settings, edits),
-        "Other libraries": lambda: libraries_panel(truth, pred, settings),
-        "Lovász step by step": lambda: lovasz_panel(truth, pred, settings),
-        "Code": lambda: code_panel(truth, pred, settings),
-    }
-    view = widgets.view_picker("More", list(views), key="explore_tabs")
-    with widgets.panel(view):
-        views[view]()
+        return None
+    found = []
+    for key in keys:
+        refused = analysis.refusal(settings, key)
+        if refused:
+            st.warning(f"No gradient for {LOSS_LABELS[key]}: {refused}")
+            continue
+        value, grad = gradients.loss_and_gradient(settings.loss_name(key), truth, pred, wrt=wrt,
+                                                  **settings.keywords(key))
+        found.append((value, grad[0, ..., channel]))
+    return found
 
 
-def _shown(value: float, refused: str = "") -> str:
-    if refused:
-        return "not defined here"
-    if math.isinf(value):
-        return "∞"
-    return "undefined (0/0)" if math.isnan(value) else f"{value:.6f}"
+def _value(truth, pred, settings: Settings, chosen) -> bool:
+    """The chosen loss's value, large; with 'Guess first', the guess box until revealed."""
+    if teach.guessing() and not _guess(chosen, settings, _fingerprint(truth, pred, settings)):
+        return False
+    st.metric(chosen.label, widgets.shown(chosen.value, chosen.refused))
+    return True
+
+
+def _notes(truth, pred, settings: Settings, chosen) -> None:
+    """A few numbers beside the value, and the sentences that explain odd ones."""
+    soft, hard, hard_iou = analysis.metrics_table_scores(truth, pred, settings)
+    st.markdown(f"soft Dice **{widgets.shown(soft.value)}** · hard Dice "
+                f"**{widgets.shown(hard.value)}** · hard IoU **{widgets.shown(hard_iou.value)}**")
+    note = analysis.soft_hard_note(truth, pred, settings)
+    if note:
+        st.caption(note)
+    if chosen.refused:
+        st.warning(chosen.refused)
+    elif math.isinf(chosen.value):
+        st.info(f"{chosen.label} is infinite: the Dice coefficient is exactly 0 here, and "
+                "−log 0 = ∞. Any overlap, or smooth > 0, makes it finite.")
+    for case in losses.degenerate_cases(truth, pred, smooth=settings.smooth,
+                                        epsilon=settings.epsilon, squared=settings.squared,
+                                        per_image=settings.per_image,
+                                        include_background=settings.include_background,
+                                        soft_label=settings.soft_label):
+        (st.warning if case.kind in ("undefined", "empty_scores_zero") else st.info)(
+            case.message)
+    formula = analysis.loss_formula(truth, pred, settings)
+    if formula.note:
+        st.caption(formula.note)
+
+
+def _download(fg, pred_fg, p, grads, keys, limits, log, chosen, wrt) -> None:
+    """The stage as one PNG for slides (built only when clicked)."""
+    def picture() -> bytes:
+        panels = [("Truth vs prediction", charts.overlay_picture(fg, pred_fg)),
+                  ("Probabilities", charts.probability_picture(p, truth_fg=fg))]
+        panels += [(f"{WRT_LABELS[wrt]} of {LOSS_LABELS[key]}",
+                    charts.gradient_picture(grad, truth_fg=fg, limit=limit, log=log))
+                   for key, (_, grad), limit in zip(keys, grads, limits)]
+        lines = [OVERLAY_CAPTION, "Gradient: blue, descent pushes p up; red, pushes p down."]
+        headline = f"{chosen.label} = {widgets.shown(chosen.value, chosen.refused)}"
+        return charts.png_bytes(charts.stage_picture(panels, headline, lines))
+
+    st.download_button("Download PNG", picture, help="The stage as one picture, for slides.", file_name="stage.png",
+                       mime="image/png", on_click="ignore", **state.keyed("download_stage"))
 
 
 def _fingerprint(truth, pred, settings: Settings) -> str:
@@ -185,12 +269,12 @@ def _fingerprint(truth, pred, settings: Settings) -> str:
     return digest.hexdigest()
 
 
-def _guess(chosen, fingerprint: str) -> bool:
+def _guess(chosen, settings: Settings, fingerprint: str) -> bool:
     """Predict, then reveal: True once the person has guessed for exactly this view."""
     if st.session_state.get(state.REVEALED) != fingerprint:
         with st.form("guess_form", border=True):
-            st.markdown(f"**Your guess: {chosen.label}** (losses here run from 0 to about 1; "
-                        "BCE and focal can be larger)")
+            st.markdown(f"**Your guess: {chosen.label}**")
+            st.caption(analysis.loss_range(settings) + ".")
             guess = st.number_input("Guess", min_value=0.0, max_value=100.0, step=0.01,
                                     **state.with_value("guess_value"),
                                     label_visibility="collapsed")
@@ -200,39 +284,28 @@ def _guess(chosen, fingerprint: str) -> bool:
     guess = st.session_state[state.GUESS]
     off = abs(guess - chosen.value)  # NaN when the truth is 0/0: no "off by"
     (st.success if off <= 0.05 else st.warning)(
-        f"You guessed {guess:g}; it is {_shown(chosen.value)}"
+        f"You guessed {guess:g}; it is {widgets.shown(chosen.value)}"
         + ("." if math.isnan(off) else f" (off by {off:.3f}).")
         + " Change anything and you guess again.")
     return True
 
 
-def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> bool:
-    """The table of numbers, or (guess first) the guess box; True when they are shown."""
+# --------------------------------------------------------------------- below the stage
+
+
+def numbers_panel(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> None:
+    """Every loss and score in one table, the chosen one marked; per-class Dice."""
     rows = analysis.metrics_table(truth, pred, settings)
-    chosen = next(r for r in rows if r.key == settings.loss)
-    if teach.guessing() and not _guess(chosen, _fingerprint(truth, pred, settings)):
-        return False
-    st.metric(f"{chosen.label} (chosen)", _shown(chosen.value, chosen.refused))
     # st.table, not st.dataframe: a data grid redraws slowly on every slider move
     st.table(pd.DataFrame({
         "metric": [r.label for r in rows],
-        "value": [_shown(r.value, r.refused) for r in rows],
+        "value": [widgets.shown(r.value, r.refused) for r in rows],
         "kind": ["higher is better" if r.kind == "score" else "loss" for r in rows],
-        "": ["◀ chosen" if r is chosen else "" for r in rows],
+        "": ["◀ chosen" if r.key == settings.loss else "" for r in rows],
     }).set_index("metric"))
     for row in rows:
-        if row.refused:
-            st.warning(f"{row.label}: {row.refused}")
-        elif math.isinf(row.value):
-            st.info(f"{row.label} is infinite: the Dice coefficient is exactly 0 here, and "
-                    "−log 0 = ∞. Any overlap, or smooth > 0, makes it finite.")
-    for case in losses.degenerate_cases(truth, pred, smooth=settings.smooth,
-                                        epsilon=settings.epsilon, squared=settings.squared,
-                                        per_image=settings.per_image,
-                                        include_background=settings.include_background,
-                                        soft_label=settings.soft_label):
-        (st.warning if case.kind in ("undefined", "empty_scores_zero") else st.info)(
-            case.message)
+        if row.refused and row.key != settings.loss:
+            st.caption(f"{row.label}: {row.refused}")
     if settings.num_classes > 2:
         per_class = losses.per_class_dice(truth, pred, smooth=settings.smooth,
                                           epsilon=settings.epsilon, squared=settings.squared,
@@ -241,204 +314,3 @@ def numbers(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> bool:
         st.plotly_chart(charts.class_bars(np.asarray(per_class), title="Dice per class",
                                           weights=settings.class_weights, included=included),
                         key="class_bars")
-    return True
-
-
-def formula_panel(truth, pred, settings: Settings) -> None:
-    """The Dice formula with this mask's sums, and the confusion counts."""
-    left, right = st.columns(2)
-    with left:
-        for line in analysis.dice_formula(truth, pred, settings):
-            st.latex(line)
-    counts = analysis.confusion_counts(truth, pred, settings)
-    right.caption(f"Confusion counts at threshold {settings.threshold:g}")
-    # a plain table: a data grid would redraw on every slider move for four numbers a class
-    right.table(pd.DataFrame(counts, index=[f"class {_class_of(settings.num_classes, c)}"
-                                            for c in range(truth.shape[-1])]))
-
-
-def gradient_panel(truth_labels, truth, pred, settings: Settings) -> None:
-    channel = _class_picker(settings.num_classes, "grad_class")
-    shown = st.radio("With respect to", list(WRT_LABELS.values()), horizontal=True,
-                     **state.with_index("gradient_wrt", WRT_LABELS.values()),
-                     help="The logit z behind p: p = sigmoid(z) (softmax for several classes). "
-                     "Saturated pixels get no push through z.")
-    fg = _fg(truth_labels, settings.num_classes, channel)
-    name = settings.loss_name()
-    summary = {}
-    for wrt, label in WRT_LABELS.items():
-        _, grad = gradients.loss_and_gradient(name, truth, pred, wrt=wrt, **settings.keywords())
-        summary[label] = analysis.gradient_regions(grad[0, ..., channel], fg)
-        if label == shown:  # one map on the page: half the work per slider move
-            _gradient_view(grad[0, ..., channel], pred[0, ..., channel], fg,
-                           key="gradient_heatmap", wrt_label=label,
-                           title=f"{label}, {LOSS_LABELS[settings.loss]}")
-    st.caption("Mean |gradient| by region (boundary: one pixel either side of the truth's edge)")
-    st.table(pd.DataFrame(summary).T.map(lambda v: f"{v:.3e}"))
-
-
-def compare_panel(truth_labels, truth, pred, settings: Settings) -> None:
-    picked = st.multiselect("Losses side by side", list(LOSS_LABELS), max_selections=3,
-                            format_func=LOSS_LABELS.get, **state.with_default("compare_losses"))
-    shown = st.radio("With respect to", list(WRT_LABELS.values()), horizontal=True,
-                     **state.with_index("compare_wrt", WRT_LABELS.values()))
-    wrt = next(k for k, v in WRT_LABELS.items() if v == shown)
-    channel = _class_picker(settings.num_classes, "compare_class")
-    fg = _fg(truth_labels, settings.num_classes, channel)
-    columns = st.columns(max(len(picked), 1))
-    for column, key in zip(columns, picked):
-        value, grad = gradients.loss_and_gradient(settings.loss_name(key), truth, pred, wrt=wrt,
-                                                  **settings.keywords(key))
-        regions = analysis.gradient_regions(grad[0, ..., channel], fg)
-        with column:
-            _gradient_view(grad[0, ..., channel], pred[0, ..., channel], fg,
-                           key=f"compare_{key}", wrt_label=WRT_LABELS[wrt],
-                           title=f"{LOSS_LABELS[key]} = {_shown(value)}")
-            st.caption(" · ".join(f"{k}: {v:.2e}" for k, v in regions.items()))
-
-
-def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
-    st.caption("The current pair plus gallery truths, each predicted with the same shift and "
-               "softening. One image may be empty: watch per-image and whole-batch differ.")
-    entries = mask_inputs.gallery_for(settings.num_classes)
-    names = [e["name"] for e in entries]
-    chosen = st.multiselect("Add gallery truths", names,
-                            **state.with_default("batch_gallery", names))
-    add_empty = st.checkbox("Add an empty image (empty truth and prediction)",
-                            **state.with_value("batch_empty"))
-    batch = predictions.batch((truth[0], pred[0]),
-                              {e["name"]: e["labels"] for e in entries if e["name"] in chosen},
-                              edits, settings.num_classes, add_empty=add_empty)
-    batch_truth, batch_pred = batch.truth, batch.pred
-    name = settings.loss_name()
-    per_image = gradients.loss_value(name, batch_truth, batch_pred,
-                                     **settings.replace(per_image=True).keywords())
-    whole = gradients.loss_value(name, batch_truth, batch_pred,
-                                 **settings.replace(per_image=False).keywords())
-    c1, c2 = st.columns(2)
-    c1.metric(f"{LOSS_LABELS[settings.loss]}, per image (mean)", _shown(per_image))
-    c2.metric(f"{LOSS_LABELS[settings.loss]}, whole batch", _shown(whole))
-    dice = np.asarray(losses.per_class_dice(batch_truth, batch_pred, smooth=settings.smooth,
-                                            epsilon=settings.epsilon, squared=settings.squared,
-                                            soft_label=settings.soft_label))
-    st.dataframe(pd.DataFrame({
-        "image": batch.names,
-        "truth pixels Σg": batch_truth.reshape(len(batch.names), -1, batch_truth.shape[-1]).sum(1)
-        .sum(-1).astype(np.float64).round(1),
-        "Σp": batch_pred.reshape(len(batch.names), -1, batch_pred.shape[-1]).sum(1).sum(-1)
-        .astype(np.float64).round(1),
-        "Dice (mean over classes)": [_shown(v) for v in dice.mean(-1)],
-    }), hide_index=True, key="batch_table")
-    for case in losses.degenerate_cases(batch_truth, batch_pred, smooth=settings.smooth,
-                                        epsilon=settings.epsilon, per_image=True):
-        st.info(case.message)
-
-
-@st.cache_data(show_spinner="Sweeping…", max_entries=32)
-def _sweeps(truth_labels, truth, pred, pred_labels, settings: Settings, picked: tuple):
-    return (analysis.sweep_smooth(truth, pred, settings, picked),
-            analysis.sweep_object_size(settings, picked),
-            analysis.sweep_confidence(truth_labels, pred_labels, settings, picked)
-            if pred_labels is not None else None)
-
-
-def sweep_panel(truth_labels, truth, pred, settings: Settings, edits: Edits) -> None:
-    picked = tuple(st.multiselect("Losses", list(LOSS_LABELS), format_func=LOSS_LABELS.get,
-                                  **state.with_default("sweep_losses")))
-    if not picked:
-        st.info("Pick at least one loss.")
-        return
-    pred_labels = predictions.hard_labels(pred[0])
-    smooth_curve, size_curve, confidence_curve = _sweeps(truth_labels, truth, pred, pred_labels,
-                                                         settings, picked)
-
-    def curves(data, suffix=""):
-        return {LOSS_LABELS[k]: data[k + suffix] for k in picked}
-
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.sweep_figure(smooth_curve["smooth"], curves(smooth_curve),
-                                        current=settings.smooth, x_title="smooth",
-                                        y_title="loss", log_x=True, title="Loss vs smooth"),
-                    key="sweep_smooth")
-    if confidence_curve is not None:
-        c2.plotly_chart(charts.sweep_figure(confidence_curve["confidence"],
-                                            curves(confidence_curve), current=edits.confidence,
-                                            x_title="confidence of the prediction",
-                                            y_title="loss", title="Loss vs confidence"),
-                        key="sweep_confidence")
-    c3, c4 = st.columns(2)
-    c3.plotly_chart(charts.sweep_figure(size_curve["radius"], curves(size_curve),
-                                        x_title="object radius (px), prediction 2 px off",
-                                        y_title="loss", log_x=True,
-                                        title="Small objects: loss vs size"),
-                    key="sweep_size")
-    c4.plotly_chart(charts.sweep_figure(size_curve["radius"], curves(size_curve, ":grad"),
-                                        x_title="object radius (px)",
-                                        y_title="mean |∂L/∂p| on the object", log_x=True,
-                                        title="Small objects: gradient per pixel"),
-                    key="sweep_size_grad")
-
-
-def libraries_panel(truth, pred, settings: Settings) -> None:
-    """These masks scored as each library defines its Dice loss, and why they differ."""
-    rows = conventions.translate(truth, pred, ours=settings.dice_keywords())
-    st.caption("The same masks, the Dice loss as each library defines it, every number "
-               "computed by `explorer.losses` with the library's settings mapped to ours.")
-    st.table(pd.DataFrame({
-        "library": [r.library for r in rows],
-        "Dice loss": [_shown(r.value) for r in rows],
-        "why it differs": [r.why for r in rows],
-    }).set_index("library"))
-    with st.expander("Formulas, calls and mapped settings", expanded=not teach.presenting()):
-        for row in rows:
-            st.markdown(f"**{row.library}** · `{row.call}` → {_shown(row.value)}")
-            st.latex(row.formula)
-            st.caption("In our terms: " + ", ".join(f"{k} = {v}" for k, v in row.mapped.items()))
-
-
-CODE_FRAMEWORKS = {"tensorflow": "TensorFlow / Keras", "pytorch": "PyTorch"}
-
-
-def code_panel(truth, pred, settings: Settings) -> None:
-    """Self-contained code for the chosen loss with these settings, to paste anywhere."""
-    framework = st.radio("Framework", list(CODE_FRAMEWORKS), format_func=CODE_FRAMEWORKS.get,
-                         horizontal=True, **state.with_index("code_framework", CODE_FRAMEWORKS))
-    name = settings.loss_name()
-    value = gradients.loss_value(name, truth, pred, **settings.keywords())
-    st.caption(f"`loss_fn(y_true, y_pred)` on channels-last probabilities reproduces "
-               f"{LOSS_LABELS[settings.loss]} = {_shown(value)} on these masks. The copy "
-               "button is at the code's top right.")
-    st.code(codegen.snippet(framework, loss=name, **settings.keywords()), language="python")
-
-
-def lovasz_panel(truth, pred, settings: Settings) -> None:
-    """The Lovász extension on a small copy of the masks, one sorted pixel at a time."""
-    c1, c2, c3 = st.columns(3)
-    side = c1.select_slider("Small mask side (px)", [6, 8, 12, 16, 24],
-                            **state.with_value("lovasz_side"),
-                            help="The masks area-averaged down; the truth stays hard.")
-    binary = settings.num_classes == 2
-    classes = list(range(settings.num_classes))
-    channel = 0 if binary else c2.selectbox("Class", classes,
-                                            **state.with_index("lovasz_class", classes))
-    small_truth, small_pred = analysis.small_pair(truth, pred, side=side)
-    steps = analysis.lovasz_steps(small_truth, small_pred, kind="hinge" if binary else "softmax",
-                                  channel=channel)
-    count = len(steps["errors"])
-    step = c3.slider("Step (pixels taken, largest error first)", 1, count,
-                     **state.with_value("lovasz_step", range(1, count + 1))) - 1
-    st.caption(
-        ("Hinge errors 1 − z·(2g − 1) on the logits z" if binary else
-         f"Errors |g − p| of class {channel}")
-        + ", sorted from the largest. Taking pixels in that order, the running Jaccard loss "
-        "rises; each pixel's weight is how much it rose, and the loss is Σ relu(error)·weight. "
-        f"Here it is {steps['loss']:.6f} ({steps['reference']}).")
-    st.plotly_chart(charts.lovasz_figure(steps, step=step), key="lovasz_steps")
-    left, right = st.columns(2)
-    left.plotly_chart(charts.lovasz_pixels_figure(steps, steps["shape"], step=step,
-                                                  title="Order in which pixels are taken"),
-                      key="lovasz_pixels")
-    right.plotly_chart(charts.gradient_figure(
-        steps["gradient"], prob=small_pred[0, ..., channel],
-        truth_fg=small_truth[0, ..., channel] > 0.5, wrt_label=steps["wrt"],
-        title="The resulting gradient"), key="lovasz_gradient")

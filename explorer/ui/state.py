@@ -27,9 +27,11 @@ SIDES = ("truth", "prediction")
 CLASS_CHOICES = (2, 3, 4, 5, 6)  # the page's classes: 2 is binary
 NONE = "none"  # no scenario: free exploration
 WRT_LABELS = {"probabilities": "∂L/∂p", "logits": "∂L/∂logit"}
+NUMBERS_TAB = "All numbers"
 FORMULA_TAB = "Formula and counts"
 BATCH_TAB = "Batch: per image vs whole batch"
 COMPARED = ("dice_loss", "binary_crossentropy", "lovasz")  # the losses side by side at first
+GRADIENT_SCALES = ("per map", "shared", "locked")
 
 _SETTINGS, _EDITS = Settings(), Edits()
 
@@ -51,8 +53,9 @@ EXPLORE = {
     **{key: getattr(_SETTINGS, key) for key in (
         "loss", "smooth", "epsilon", "squared", "per_image", "soft_label", "threshold", "alpha",
         "beta", "tversky_gamma", "focal_gamma", "bce_weight", "dice_weight", "lovasz_classes")},
-    "gradient_wrt": WRT_LABELS["probabilities"], "explore_tabs": FORMULA_TAB,
-    "batch_empty": True,
+    "gradient_wrt": WRT_LABELS["probabilities"], "explore_tabs": NUMBERS_TAB,
+    "batch_empty": True, "stage_compare": NONE, "gradient_scale": GRADIENT_SCALES[1],
+    "gradient_log": False,
 }
 
 # Defaults that depend on what is on offer are rules: functions of the options.
@@ -98,7 +101,7 @@ PLAIN = {
     "smooth_grid": None, "epsilon_grid": None,  # follow their number inputs (set each run)
     "guess_value": 0.5,
     **{key: None for key in (
-        "inverse_frequency", "weights_reset", "scenario_reset", "download_masks",
+        "inverse_frequency", "weights_reset", "scenario_reset", "download_masks", "download_stage",
         "masks_file_upload", "truth_upload", "prediction_upload", "train_start", "train_stop",
         "download_curves", "download_model")},
 }
@@ -112,6 +115,7 @@ SHARED_MASKS = "shared_masks"  # the pair from an opened masks file
 MASKS_FILE_ERROR = "_masks_file_error"
 LINK_IN = "_link_in"  # the query parameters the session was opened with
 LINK_CHECKED = "_link_checked"
+GRADIENT_LOCK = "_gradient_lock"  # the shared colour scale's half-width when it was locked
 REVEALED, GUESS = "_revealed", "_guess"  # the view the person has guessed for, and the guess
 TRAIN_JOB, TRAIN_OWNER, TRAIN_POLLING = "train_job", "train_owner", "train_polling"
 

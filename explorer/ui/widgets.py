@@ -11,9 +11,10 @@ from contextlib import contextmanager
 import numpy as np
 import streamlit as st
 
-from explorer import analysis
+from explorer import analysis, charts
 from explorer.settings import LOSS_LABELS, Settings
 from explorer.ui import state
+from explorer.ui.state import GRADIENT_SCALES
 
 # smooth/epsilon on a log scale with an exact 0
 LOG_GRID = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0,
@@ -27,6 +28,76 @@ def view_picker(label: str, views: list[str], *, key: str) -> str:
     panel after every change; measured here, a fifth of the page's drawing per rerun."""
     return st.segmented_control(label, views, required=True, label_visibility="collapsed",
                                 **state.with_default(key, views))
+
+
+def shown(value: float, refused: str = "") -> str:
+    """A number as the page shows it: six decimals, 0/0 and infinity named."""
+    return "not defined here" if refused else analysis.number_text(value, ".6f")
+
+
+def figure_or_picture(figure, picture, *, key: str, caption: str) -> None:
+    """An interactive plotly figure when "Hover values" is on, else the same view as a
+    picture (cheap to draw), as wide as its column. Both are callables, so only the shown
+    one is built."""
+    if state.current("hover_values"):
+        st.plotly_chart(figure(), key=key)
+    else:
+        st.image(charts.png_bytes(picture()), caption=caption, width="stretch")
+
+
+def gradient_scale(maps) -> tuple[list[float], bool]:
+    """The colour-scale half-width of each gradient map shown together, and whether the
+    scale is symmetric log: one per map, one shared by all, or the shared one locked when
+    the lock was set (so a change that shrinks the push shows as paler colours)."""
+    mode = state.current("gradient_scale")
+    own = [charts.gradient_limit(m) for m in maps]
+    if mode != GRADIENT_SCALES[2]:
+        st.session_state.pop(state.GRADIENT_LOCK, None)
+    if mode == GRADIENT_SCALES[0]:
+        return own, bool(state.current("gradient_log"))
+    shared = max(own, default=1e-12)
+    if mode == GRADIENT_SCALES[2]:
+        shared = st.session_state.setdefault(state.GRADIENT_LOCK, shared)
+    return [shared] * len(own), bool(state.current("gradient_log"))
+
+
+def gradient_view(grad, pred, fg, *, key: str, title: str, wrt_label: str, limit: float,
+                  log: bool) -> None:
+    """One gradient map, with its colour scale spelled out under the picture."""
+    scale = "Symmetric log " if log else ""
+    figure_or_picture(
+        lambda: charts.gradient_figure(grad, prob=pred, truth_fg=fg, wrt_label=wrt_label,
+                                       title=title, limit=limit, log=log),
+        lambda: charts.gradient_picture(grad, truth_fg=fg, limit=limit, log=log), key=key,
+        caption=f"{title}. Blue: descent pushes p up; red: pushes it down. {scale}Bar: "
+                f"{wrt_label} from −{limit:.1e} to +{limit:.1e}; truth outlined.")
+
+
+def scale_controls() -> None:
+    """How gradient colours are scaled: per map, shared, locked; linear or symmetric log."""
+    st.radio("Gradient colours", GRADIENT_SCALES, horizontal=True,
+             **state.with_index("gradient_scale", GRADIENT_SCALES),
+             help="Per map: each map's largest push is full colour. Shared: one scale for all "
+                  "maps shown. Locked: the shared scale stays as it was when you locked it, "
+                  "so a smaller push shows paler.")
+    st.toggle("Symmetric log colours", **state.with_value("gradient_log"),
+              help="Colours on a log scale over four decades below the largest push.")
+
+
+def class_picker(classes: int, key: str) -> int:
+    """The channel to show: the only one when binary, a chosen class otherwise."""
+    if classes == 2:
+        return 0
+    return st.selectbox("Class shown", list(range(classes)),
+                        **state.with_index(key, range(classes)))
+
+
+def class_of(classes: int, channel: int) -> int:
+    return 1 if classes == 2 else channel
+
+
+def truth_fg(truth_labels: np.ndarray, classes: int, channel: int) -> np.ndarray:
+    return truth_labels == class_of(classes, channel)
 
 
 def folded(label: str):
