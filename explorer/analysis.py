@@ -514,24 +514,26 @@ _SUM_LOSSES = ("dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_lo
 
 
 def piecewise_constant(settings: Settings, wrt: str) -> bool:
-    """True when ∂L/∂p_i depends on g_i and the totals only (not on p_i): the Dice family
-    w.r.t. the probabilities, with linear sums (not squared, not the L1 intersection)."""
+    """True when ∂L/∂p_i can depend on g_i and the totals only (not on p_i): the Dice
+    family w.r.t. the probabilities with linear sums (squared sums bring p_i in)."""
     return (settings.loss_name() in _SUM_LOSSES and wrt == "probabilities"
-            and not settings.squared and not settings.soft_label)
+            and not settings.squared)
+
+
+def _single_value(values: np.ndarray) -> bool:
+    return values.size == 0 or float(np.ptp(values)) <= 1e-4 * float(np.abs(values).max())
 
 
 def piecewise_note(settings: Settings, wrt: str, grad, truth_fg) -> str:
-    """The sentence under a Dice-family gradient map: why it redraws the truth."""
-    if not piecewise_constant(settings, wrt):
-        return ""
+    """The sentence under a Dice-family gradient map: why it redraws the truth. Said only
+    where the map really takes one value on the truth and one off it (a soft truth with
+    the L1 intersection, for one, does not)."""
     grad, truth_fg = np.asarray(grad), np.asarray(truth_fg, bool)
-    on = grad[truth_fg]
-    off = grad[~truth_fg]
-    values = []
-    if on.size:
-        values.append(f"{float(np.median(on)):.2e} on the truth")
-    if off.size:
-        values.append(f"{float(np.median(off)):.2e} off it")
+    on, off = grad[truth_fg], grad[~truth_fg]
+    if not (piecewise_constant(settings, wrt) and _single_value(on) and _single_value(off)):
+        return ""
+    values = [f"{float(np.median(v)):.2e} {where}" for v, where in (
+        (on, "on the truth"), (off, "off it")) if v.size]
     return (f"{LOSS_LABELS[settings.loss]} sums p over pixels, so ∂L/∂pᵢ depends only on "
             "whether pixel i is in the truth and on the totals I, P and G, not on pᵢ: the map "
             f"takes two values ({' and '.join(values)}) and redraws the truth whatever the "

@@ -215,3 +215,113 @@ def test_number_text_names_the_odd_values(value, spec, text):
 ])
 def test_latex_number_uses_powers_of_ten_outside_the_plain_range(value, text):
     assert analysis.latex_number(value) == text
+
+
+# ------------------------------------------------- the stage's sentences, checked
+
+
+def _numbers_in(text: str) -> list[float]:
+    import re
+    return [float(x.replace(",", "")) for x in re.findall(r"\d[\d,]*\.?\d*", text)]
+
+
+def test_soft_hard_note_names_where_the_difference_comes_from():
+    truth_labels = masks.shape_mask("circle", 128, radius=0.2)
+    pred = masks.soften(masks.shift(truth_labels, 0, 4), 2, confidence=0.9, blur_sigma=1.0)
+    truth = masks.to_batch(masks.one_hot(truth_labels, 2))
+    pred = masks.to_batch(pred)
+    settings = Settings()
+    note = analysis.soft_hard_note(truth, pred, settings)
+    soft = float(losses.dice_coefficient(truth, pred, **settings.dice_keywords()))
+    hard = losses.hard_metrics(truth, pred)
+    g, p = truth.astype(np.float64), pred.astype(np.float64)
+    import re
+    shown = re.search(r"Soft Dice ([\d.]+) against hard Dice ([\d.]+)", note).groups()
+    off, fp = re.search(r"p adds up to ([\d,.]+) \(hard: ([\d,]+) false-positive", note).groups()
+    short, fn = re.search(r"1 − p adds up to ([\d,.]+) \(hard: ([\d,]+) missed", note).groups()
+    assert float(shown[0]) == pytest.approx(soft, abs=5e-4)
+    assert float(shown[1]) == pytest.approx(float(hard["dice"][0]), abs=5e-4)
+    assert float(off.replace(",", "")) == pytest.approx((p * (1 - g)).sum(), abs=0.05)
+    assert int(fp.replace(",", "")) == int(hard["fp"].numpy().sum())
+    assert float(short.replace(",", "")) == pytest.approx(((1 - p) * g).sum(), abs=0.05)
+    assert int(fn.replace(",", "")) == int(hard["fn"].numpy().sum())
+    assert soft < hard["dice"][0]  # the p = 0.1 on the background is what costs soft Dice
+
+
+def test_soft_hard_note_is_silent_when_they_agree():
+    truth_labels = masks.shape_mask("circle", 64, radius=0.2)
+    hard_pred = masks.soften(masks.shift(truth_labels, 0, 3), 2, confidence=1.0, blur_sigma=0.0)
+    truth = masks.to_batch(masks.one_hot(truth_labels, 2))
+    assert analysis.soft_hard_note(truth, masks.to_batch(hard_pred), Settings(smooth=0.0)) == ""
+
+
+@pytest.mark.parametrize("loss", ["dice_loss", "jaccard_loss", "tversky_loss",
+                                  "generalized_dice_loss"])
+def test_dice_family_gradient_wrt_p_takes_two_values_as_the_note_says(loss):
+    from explorer import gradients
+    rng = np.random.default_rng(0)
+    truth_labels = masks.shape_mask("circle", 48, radius=0.25)
+    truth = masks.to_batch(masks.one_hot(truth_labels, 2))
+    fg = truth_labels > 0
+    settings = Settings(loss=loss, alpha=0.3, beta=0.7)
+    assert analysis.piecewise_constant(settings, "probabilities")
+    for _ in range(3):  # whatever the prediction
+        pred = rng.random(truth.shape).astype(np.float32)
+        _, grad = gradients.loss_and_gradient(loss, truth, pred, **settings.keywords())
+        grad = grad[0, ..., 0]
+        for region in (grad[fg], grad[~fg]):
+            assert np.ptp(region) <= 1e-4 * np.abs(region).max()
+        note = analysis.piecewise_note(settings, "probabilities", grad, fg)
+        import re
+        on = float(re.search(r"two values \(([-\d.e+]+) on the truth", note).group(1))
+        assert on == pytest.approx(float(grad[fg][0]), rel=0.01)
+        assert "on the truth" in note and "off it" in note
+
+
+@pytest.mark.parametrize("change, wrt", [
+    ({"squared": True}, "probabilities"), ({}, "logits"),
+    ({"loss": "binary_crossentropy"}, "probabilities"),
+])
+def test_no_two_value_note_where_the_gradient_depends_on_p(change, wrt):
+    from explorer import gradients
+    rng = np.random.default_rng(1)
+    truth_labels = masks.shape_mask("circle", 48, radius=0.25)
+    truth = masks.to_batch(masks.one_hot(truth_labels, 2))
+    pred = rng.random(truth.shape).astype(np.float32)
+    settings = Settings(**change)
+    _, grad = gradients.loss_and_gradient(settings.loss_name(), truth, pred, wrt=wrt,
+                                          **settings.keywords())
+    on_truth = grad[0, ..., 0][truth_labels > 0]
+    assert np.ptp(on_truth) > 1e-3 * np.abs(on_truth).max()  # really not two-valued
+    assert analysis.piecewise_note(settings, wrt, grad[0, ..., 0], truth_labels > 0) == ""
+
+
+def test_loss_range_bounds_are_the_worst_cases():
+    from explorer import gradients
+    g = np.ones((1, 8, 8, 1), np.float32)
+    wrong = np.zeros_like(g)  # every pixel confidently wrong
+    worst_bce = gradients.loss_value("binary_crossentropy", g, wrong)
+    top = _numbers_in(analysis.loss_range(Settings(loss="binary_crossentropy")))[-2]
+    assert top == pytest.approx(worst_bce, abs=0.05)
+    worst_lovasz = gradients.loss_value("lovasz_hinge", g, wrong)  # fed the clipped logit
+    assert _numbers_in(analysis.loss_range(Settings(loss="lovasz")))[1] == pytest.approx(
+        worst_lovasz, abs=0.05)
+    assert "0 (perfect) to 1" in analysis.loss_range(Settings(loss="tversky_loss"))
+    assert gradients.loss_value("dice_loss", g, wrong, smooth=0.0) == pytest.approx(1.0)
+    both = analysis.loss_range(Settings(loss="bce_dice_loss", bce_weight=0.5))
+    assert _numbers_in(both)[1] == pytest.approx(0.5 * worst_bce + 1, abs=0.05)
+
+
+def test_l1_intersection_on_a_soft_truth_is_not_called_two_valued():
+    from explorer import gradients
+    truth_labels = masks.shape_mask("circle", 48, radius=0.25)
+    truth = masks.to_batch(0.1 + 0.8 * masks.one_hot(truth_labels, 2))  # label smoothing
+    pred = np.random.default_rng(2).random(truth.shape).astype(np.float32)
+    settings = Settings(soft_label=True)
+    _, grad = gradients.loss_and_gradient("dice_loss", truth, pred, **settings.keywords())
+    assert analysis.piecewise_note(settings, "probabilities", grad[0, ..., 0],
+                                   truth_labels > 0) == ""
+    hard_truth = masks.to_batch(masks.one_hot(truth_labels, 2))  # binary: two values again
+    _, grad = gradients.loss_and_gradient("dice_loss", hard_truth, pred, **settings.keywords())
+    assert "two values" in analysis.piecewise_note(settings, "probabilities", grad[0, ..., 0],
+                                                   truth_labels > 0)
