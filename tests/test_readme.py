@@ -12,6 +12,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+BENCH_README = ROOT / "explorer" / "bench" / "README.md"
+MAX_README_LINES = 250
 CI_RUN = ROOT / ".ci" / "run"
 
 FENCE = re.compile(r"^```([\w+-]*)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -101,3 +103,20 @@ def test_python_examples_run(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
     assert 0.0 <= namespace["score"] <= 1.0
+
+
+def test_readme_is_a_short_reference():
+    lines = README.count("\n") + (not README.endswith("\n"))
+    assert lines <= MAX_README_LINES, f"README.md has {lines} lines; keep it to {MAX_README_LINES}"
+
+
+def test_every_module_the_readmes_run_exists():
+    """Each `python -m explorer...` the READMEs name is a module file or a package with __main__."""
+    named = set()
+    for text in (README, BENCH_README.read_text(encoding="utf-8")):
+        named |= {m.rstrip(".") for m in re.findall(r"python3? -m (explorer[\w.]*)", text)}
+    assert "explorer.bench" in named and "explorer.train" in named
+    for module in sorted(named):
+        path = ROOT.joinpath(*module.split("."))
+        assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), (
+            f"the README runs `python -m {module}`, which has no module")
