@@ -109,8 +109,56 @@ def _no_exception(page):
 def test_page_loads(page):
     _no_exception(page)
     label = page.locator('[data-testid="stMetric"]').first.inner_text()
-    assert "Dice loss (chosen)" in label
+    assert "Dice loss" in label
     assert _metric(page)
+
+
+# What the stage must show inside the window without scrolling: pictures or charts at
+# least 120 px a side, the chosen loss's value (st.metric) and the gradient's label.
+STAGE_JS = """() => {
+  const inside = (r) => r.width > 0 && r.top >= 0 && r.left >= 0
+      && r.bottom <= window.innerHeight && r.right <= window.innerWidth;
+  const main = document.querySelector('[data-testid="stMain"]');
+  const views = [...document.querySelectorAll(
+      '.st-key-stage [data-testid="stImage"] img, .st-key-stage [data-testid="stPlotlyChart"]')]
+    .map(e => e.getBoundingClientRect())
+    .filter(r => inside(r) && r.width >= 120 && r.height >= 120);
+  const value = document.querySelector('.st-key-stage [data-testid="stMetricValue"]');
+  const label = [...document.querySelectorAll('.st-key-stage strong')]
+    .find(e => /^∂L\/∂(p|logit) of /.test(e.innerText.trim()));
+  return {pictures: views.length, scrolled: main ? main.scrollTop : 0,
+          value: value && inside(value.getBoundingClientRect()) ? value.innerText : null,
+          label: label && inside(label.getBoundingClientRect()) ? label.innerText : null};
+}"""
+
+
+def _stage_fits(page, where: str) -> dict:
+    page.wait_for_selector(IDLE)
+    page.wait_for_selector(".st-key-stage " + METRIC)
+    page.wait_for_timeout(500)  # the pictures' layout settles after the run
+    seen = page.evaluate(STAGE_JS)
+    assert seen["scrolled"] == 0, where
+    assert seen["pictures"] >= 3, f"{where}: {seen}"
+    assert seen["value"], f"{where}: the chosen loss's value is not in the window: {seen}"
+    assert seen["label"], f"{where}: the gradient's label is not in the window: {seen}"
+    _no_exception(page)
+    return seen
+
+
+@pytest.mark.parametrize("width, height, query", [(1280, 720, "?presenter=true"),
+                                                  (1920, 1080, "")])
+def test_the_stage_fits_the_window(server, browser, width, height, query):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(server["url"] + query)
+        page.wait_for_selector(IDLE, timeout=120_000)
+        _stage_fits(page, f"{width}x{height}{query}")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"stage_{width}x{height}.png"))
+    finally:
+        context.close()
 
 
 def test_drawing_changes_the_loss(page):
