@@ -139,24 +139,31 @@ def _match_size(pred, shape, hard):
 
 
 def _stage(truth_labels, truth, pred, settings: Settings, channel: int) -> bool:
-    """The value, the masks and the gradient together; True once the numbers are shown
-    (always, unless 'Guess first' waits for a guess)."""
+    """The value, the masks and the gradient together, the scenario and the notes in a
+    column of their own beside them (their length never pushes the pictures down); True
+    once the numbers are shown (always, unless 'Guess first' waits for a guess)."""
     chosen = next(r for r in analysis.metrics_table(truth, pred, settings)
                   if r.key == settings.loss)
-    value_col, notes_col, story_col = st.columns([1.1, 1.5, 1.6])
+    left, right = st.columns([3, 1.1])
+    with left:
+        value_col, scores_col = st.columns([1, 1.4])
     with value_col, widgets.panel("Value"):
         revealed = _value(truth, pred, settings, chosen)
-    with story_col:
+    with right:
         told = teach.scenario_panel(revealed) if hasattr(teach, "scenario_panel") else False
         if not told:
             st.caption("Pick a scenario in the sidebar for a guided lesson, or change the masks "
                        "and settings under the stage.")
+    with right, widgets.panel("Notes"):
+        if revealed:
+            _notes(truth, pred, settings, chosen)
     wrt = next(k for k, v in WRT_LABELS.items() if v == state.current("gradient_wrt"))
     fg = widgets.truth_fg(truth_labels, settings.num_classes, channel)
     p = pred[0, ..., channel]
     other = state.current("stage_compare")
     keys = [settings.loss] + ([other] if other in LOSS_LABELS and other != settings.loss else [])
-    columns = st.columns(4)
+    with left:
+        columns = st.columns(2 + len(keys))
     with columns[0], widgets.panel("Overlay"):
         pred_fg = predictions.hard_labels(pred[0], settings.threshold) == \
             widgets.class_of(settings.num_classes, channel)
@@ -170,9 +177,6 @@ def _stage(truth_labels, truth, pred, settings: Settings, channel: int) -> bool:
             lambda: charts.probability_figure(p, truth_fg=fg, title=title),
             lambda: charts.probability_picture(p, truth_fg=fg), key="prob_figure",
             caption=f"{title}, truth outlined in pink; bar: p from 0 to 1")
-    with notes_col, widgets.panel("Notes"):
-        if revealed:
-            _notes(truth, pred, settings, chosen)
     grads = _stage_gradients(keys, truth, pred, settings, wrt, channel, revealed)
     if grads is None:
         with columns[2]:
@@ -182,15 +186,15 @@ def _stage(truth_labels, truth, pred, settings: Settings, channel: int) -> bool:
     limits, log = widgets.gradient_scale([g for _, g in grads])
     for column, key, (value, grad), limit in zip(columns[2:], keys, grads, limits):
         with column, widgets.panel("Gradient"):
-            label = f"{WRT_LABELS[wrt]} of {LOSS_LABELS[key]}"
-            st.markdown(f"**{label}**")
+            st.markdown(f"**{WRT_LABELS[wrt]} of {LOSS_LABELS[key]}**")
             widgets.gradient_view(grad, p, fg, key=f"stage_gradient_{key}",
                                   wrt_label=WRT_LABELS[wrt], limit=limit, log=log,
                                   title=f"{LOSS_LABELS[key]} = {widgets.shown(value)}")
             note = analysis.piecewise_note(settings.replace(loss=key), wrt, grad, fg)
             if note:
                 st.caption(note)
-    with columns[-1] if len(keys) == 1 else st.container():
+    with scores_col:
+        _scores(truth, pred, settings)
         _download(fg, pred_fg, p, grads, keys, limits, log, chosen, wrt)
     return revealed
 
@@ -221,11 +225,14 @@ def _value(truth, pred, settings: Settings, chosen) -> bool:
     return True
 
 
-def _notes(truth, pred, settings: Settings, chosen) -> None:
-    """A few numbers beside the value, and the sentences that explain odd ones."""
+def _scores(truth, pred, settings: Settings) -> None:
     soft, hard, hard_iou = analysis.metrics_table_scores(truth, pred, settings)
     st.markdown(f"soft Dice **{widgets.shown(soft.value)}** · hard Dice "
                 f"**{widgets.shown(hard.value)}** · hard IoU **{widgets.shown(hard_iou.value)}**")
+
+
+def _notes(truth, pred, settings: Settings, chosen) -> None:
+    """The sentences that explain odd numbers: soft vs hard, 0/0, infinity, refusals."""
     note = analysis.soft_hard_note(truth, pred, settings)
     if note:
         st.caption(note)
