@@ -85,10 +85,10 @@ def test_imbalance_bce_low_dice_bad(at):
     assert values["BCE"] < 0.05 and values["Dice loss"] > 0.95
     # the chosen loss is BCE, and the number is the library's on the same masks
     truth = masks.shape_mask("circle", 256, radius=0.03)
-    pred = masks.soften(np.zeros_like(truth), 2, confidence=0.99, blur_sigma=1.0)
+    pred = masks.soften(np.zeros_like(truth), 2, confidence=0.99)
     expected = float(losses.binary_crossentropy(masks.to_batch(masks.one_hot(truth, 2)),
                                                 masks.to_batch(pred)))
-    assert at.metric[0].label == "BCE (chosen)"
+    assert at.metric[0].label == "BCE"  # the stage's value
     assert float(_chosen(at)) == pytest.approx(expected, abs=1e-6)
 
 
@@ -140,10 +140,27 @@ def test_a_scenario_looks_the_same_whatever_was_on_screen(at):
         assert at.session_state[key] == fresh.session_state[key], key
 
 
-def test_overconfident_logit_gradient(at):
+def _bars(at) -> list[str]:
+    """The colour bars' ranges under the stage's gradient maps."""
+    return [c.split("Bar: ")[1] for image in at.get("image")
+            for c in [image.proto.imgs[0].caption] if "Bar: " in c]
+
+
+def test_overconfident_logit_gradient_on_a_locked_scale(at):
+    """The colours are locked when the scenario opens (not kept from before), so moving
+    Confidence to 0.6 changes the push, not the bar."""
+    fresh = _bars(_scenario(_run(AppTest.from_file(APP, default_timeout=180)), "overconfident"))
+    _scenario(at, "shifted")
+    at.radio(key="gradient_scale").set_value("locked")
+    _run(at)
     _scenario(at, "overconfident")
     assert at.radio(key="gradient_wrt").value == "∂L/∂logit"
     assert at.session_state["confidence"] == 0.999
+    assert at.radio(key="gradient_scale").value == "locked"
+    assert len(fresh) == 2 and _bars(at) == fresh  # Dice and BCE, one scale, taken afresh
+    at.slider(key="confidence").set_value(0.6)
+    _run(at)
+    assert _bars(at) == fresh
 
 
 def test_start_over_restores_the_scenario(at):
@@ -161,18 +178,20 @@ def test_start_over_restores_the_scenario(at):
 
 
 def test_a_link_reopens_the_view(at):
-    """A scenario plus two changed settings, written as the link the page would carry,
-    opens in a new session with the same controls and the same numbers."""
+    """A scenario plus two changed settings, written as the link the page carries, opens in
+    a new session with the same controls, the same numbers and the scenario's paragraph."""
     _scenario(at, "shifted")
     at.number_input(key="smooth").set_value(0.01)
     at.checkbox(key="per_image").uncheck()
     _run(at)
     shown = table(at)
-    link = {"scenario": "A shifted prediction", "shift_x": "16", "smooth": "0.01",
-            "per_image": "false"}
-    # the scenario's own changes are in the URL the page keeps (programmatic sets reach it)
-    assert {k: at.query_params[k] for k in ("scenario", "shift_x")} == {
-        k: link[k] for k in ("scenario", "shift_x")}
+    link = {"scenario": "A shifted prediction", "shift_x": "16", "blur": "0.0",
+            "gradient_wrt": "∂L/∂logit", "stage_compare": "BCE",
+            "smooth": "0.01", "per_image": "false"}
+    # the scenario's own changes are in the URL the page keeps (a select box by its label)
+    kept = ("scenario", "shift_x", "gradient_wrt", "stage_compare")
+    assert {k: at.query_params[k] for k in kept} == {k: link[k] for k in kept}
+    assert float(at.query_params["blur"]) == 0
     other = AppTest.from_file(APP, default_timeout=180)
     other.query_params.update(link)
     _run(other)
@@ -181,7 +200,7 @@ def test_a_link_reopens_the_view(at):
     assert other.select_slider(key="smooth_grid").value == 0.01
     assert not other.checkbox(key="per_image").value
     assert table(other) == shown
-    assert any("A shifted prediction" in i.value for i in other.info)  # the paragraph
+    assert any(scenarios.get("shifted").text[:40] in m.value for m in other.markdown)
 
 
 def test_a_bad_link_says_what_was_not_used():
@@ -224,6 +243,64 @@ def test_presenter_mode_folds_advanced_controls(at):
     assert folded and {s.key for s in folded[0].slider} == {"noise", "temperature"}
 
 
+def _story(at) -> str:
+    return " ".join(m.value for m in at.markdown)
+
+
+def _keys(at) -> set:
+    return {b.key for b in at.button}
+
+
+def test_no_scenario_no_panel(at):
+    assert not any(s.title in _story(at) for s in scenarios.SCENARIOS)
+    assert "scenario_reset" not in _keys(at)
+
+
+def test_a_scenario_asks_first_then_tells(at):
+    """Guess first: beside the stage the scenario's question, not its paragraph (which
+    gives the answer); after the reveal, the paragraph."""
+    at.sidebar.toggle(key="guess").set_value(True)
+    _run(at)
+    scenario = scenarios.get("imbalance")
+    _scenario(at, "imbalance")
+    assert scenario.title in _story(at) and scenario.question in _story(at)
+    assert scenario.text[:40] not in _story(at)
+    at.number_input(key="guess_value").set_value(0.5)
+    at.button[[b.label for b in at.button].index("Reveal")].click()
+    _run(at)
+    assert scenario.text[:40] in _story(at) and scenario.question not in _story(at)
+
+
+def test_presenter_mode_steps_through_the_scenarios(at):
+    """Presenter mode: the sidebar keeps the Scenario box but folds the thumbnail list;
+    ◀ Previous / Next ▶ beside the stage apply the scenarios in order."""
+    assert "scenario_button_perfect" in _keys(at)  # the list, outside presenter mode
+    assert "scenario_next" not in _keys(at)
+    at.sidebar.toggle(key="presenter").set_value(True)
+    _run(at)
+    assert not any(k.startswith("scenario_button_") for k in _keys(at) if k)
+    assert not [e for e in at.expander if e.label == "All scenarios"]
+    assert at.sidebar.selectbox(key="scenario").value == state.NONE
+    assert "scenario_next" not in _keys(at)  # no scenario, no panel
+    at.sidebar.selectbox(key="scenario").set_value(scenarios.SCENARIOS[0].key)
+    _run(at)
+    assert at.button(key="scenario_previous").disabled  # the first one
+    keys = [s.key for s in scenarios.SCENARIOS]
+    for before, after in zip(keys, keys[1:]):
+        assert at.session_state["scenario"] == before
+        at.button(key="scenario_next").click()
+        _run(at)
+        assert at.session_state["scenario"] == after
+        assert at.sidebar.selectbox(key="scenario").value == after  # the sidebar follows
+        assert scenarios.get(after).text[:40] in _story(at)
+        for control, value in scenarios.get(after).state.items():
+            assert at.session_state[control] == value, (after, control)
+    assert at.button(key="scenario_next").disabled  # the last one
+    at.button(key="scenario_previous").click()
+    _run(at)
+    assert at.session_state["scenario"] == keys[-2]
+
+
 # ---------------------------------------------------------------- masks file
 
 
@@ -239,8 +316,9 @@ def test_masks_file_round_trip_and_page():
     at.session_state["truth_source"] = at.session_state["prediction_source"] = "Masks file"
     _run(at)
     truth_b = masks.to_batch(masks.one_hot(truth, 2))
-    pred_b = masks.to_batch(masks.soften(masks.shift(masks.shift(truth, 3, 0), 0, 8), 2,
-                                         confidence=0.9, blur_sigma=1.0))
+    # the file's prediction as saved: no shift of the page's own (those are for a copy)
+    pred_b = masks.to_batch(masks.soften(masks.shift(truth, 3, 0), 2, confidence=0.9,
+                                         blur_sigma=1.0))
     assert float(_chosen(at)) == pytest.approx(float(losses.dice_loss(truth_b, pred_b)),
                                                abs=1e-6)
 
@@ -323,7 +401,7 @@ def test_lovasz_step_through(at, classes):
     keys = {chart.key for chart in at.get("plotly_chart")}
     assert {"lovasz_steps", "lovasz_pixels", "lovasz_gradient"} <= keys
     step = at.slider(key="lovasz_step")
-    assert step.value == step.max == 12 * 12  # every pixel taken: the full loss
+    assert step.value == 1 and step.max == 12 * 12  # the first pixel taken, then step on
     step.set_value(5)
     _run(at)
     assert any("Here it is" in c.value for c in at.caption)

@@ -2,92 +2,132 @@
 
 A scenario is data: the values of the Explore widgets it changes (by widget key; the
 other controls in ``state.EXPLORE`` go back to their defaults) and a paragraph saying what
-to look at and what to try next. ``teach`` applies it; ``preview`` builds its pair of masks
-with the library's functions, as the page does. No Streamlit here.
+to look at and what to try next, with a question to ask before the numbers are revealed.
+``teach`` applies it; ``preview`` builds its pair of masks for a thumbnail and ``inputs``
+the tensors and settings the page computes on, with the library's functions, as the page
+does. No Streamlit here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from explorer import masks
+from explorer import masks, predictions
 from explorer.predictions import Edits
-from explorer.ui.state import BATCH_TAB, EXPLORE
+from explorer.settings import Settings
+from explorer.ui.state import BATCH_TAB, EXPLORE, WRT_LABELS
 
 
 @dataclass(frozen=True)
 class Scenario:
     key: str
-    title: str
-    text: str  # markdown: what is on screen and what to try
+    title: str  # at most 20 characters: a sidebar button's label, whole at the default width
+    question: str  # before the reveal ('Guess first'): what to look at, no numbers, no answer
+    text: str  # markdown, 40 to 70 words beside the stage: what it shows and what to try
     state: dict = field(default_factory=dict)  # widget key -> value; the rest is default
 
 
+# Every claim a text makes (values, signs, which is larger, what a change does) is computed
+# in tests/test_scenarios.py from ``inputs`` below; a number in a text is checked there too.
+# Each scenario sets the edits its story needs (shift, blur, confidence) itself, so the
+# story holds whatever the opening view's defaults are.
 SCENARIOS = (
     Scenario(
         "perfect", "Perfect overlap",
-        "The prediction is the truth with full confidence: Dice loss 0, IoU 1. BCE prints "
-        "as 0 but is 1e−7: p is clipped to [1e−7, 1 − 1e−7] like Keras. The gradient w.r.t. p is not zero "
-        "either: Dice would still push p above 1 inside and below 0 outside. Switch the "
-        "gradient to ∂L/∂logit: through a saturated sigmoid the push vanishes.",
+        "The prediction is the truth, fully confident. What do Dice and BCE score, and does "
+        "the gradient still push anywhere?",
+        "The prediction is the truth at full confidence: Dice loss 0, IoU 1. BCE shows "
+        "0.000000 but is about 1e−7, because p is clipped to [1e−7, 1 − 1e−7] as in Keras. "
+        "∂L/∂p is not zero: Dice would still push p above 1 inside and below 0 outside. "
+        "Switch to ∂L/∂logit: through the saturated sigmoid that push becomes over a "
+        "million times weaker.",
         {"shift_x": 0, "blur": 0.0, "confidence": 1.0}),
     Scenario(
-        "empty", "Empty truth, empty prediction",
-        "Nothing to find and nothing found. With smooth = 0 and epsilon = 0 Dice is 0/0: "
-        "**undefined**. Set smooth to 1: empty vs empty scores a perfect 1 (loss 0). Set "
-        "smooth to 0 and epsilon to 1e−7: it scores 0, so a perfect empty prediction is "
-        "punished with the largest loss.",
-        {"truth_source": "Empty", "prediction_source": "Empty", "confidence": 1.0,
-         "blur": 0.0, "smooth": 0.0, "epsilon": 0.0}),
+        "empty", "Empty vs empty",
+        "Nothing to find and nothing found, and no smoothing. What does Dice make of it, "
+        "and what happens when smooth or epsilon is switched on?",
+        "Nothing to find and nothing found. With smooth = 0 and epsilon = 0, Dice is 0/0: "
+        "**undefined**. Set smooth to 1: empty against empty scores a perfect 1, loss 0. Set "
+        "smooth back to 0 and epsilon to 1e−7: it scores 0, so the perfect empty prediction "
+        "gets the largest loss, 1.",
+        {"truth_source": "Empty", "prediction_source": "Empty", "shift_x": 0,
+         "confidence": 1.0, "blur": 0.0, "smooth": 0.0, "epsilon": 0.0}),
     Scenario(
         "tiny_missed", "A tiny object missed",
-        "A small object (about 180 pixels of 65,536) predicted as background. Per image its "
-        "Dice loss is almost 1; open the batch view: averaged per image it weighs as much as "
-        "a large object, but with whole-batch sums (untick 'Per image') the big objects "
-        "drown it. Which one you train with decides whether small objects matter.",
-        {"truth_radius": 0.03, "prediction_source": "Empty", "explore_tabs": BATCH_TAB}),
+        "A tiny object predicted as background. How large is its Dice loss, and how much "
+        "does it weigh in a batch of large objects, averaged per image or summed over the "
+        "whole batch?",
+        "An object of 185 pixels out of 65,536, predicted as background: its Dice loss is "
+        "0.99. The batch view adds two gallery images. Averaged per image, the miss counts "
+        "for a third of the batch: 0.46. With whole-batch sums its pixels are 185 of 40,215, "
+        "and the loss is 0.24. Which one you train with decides whether small objects matter.",
+        {"truth_radius": 0.03, "prediction_source": "Empty", "shift_x": 0, "blur": 1.0,
+         "confidence": 0.9, "explore_tabs": BATCH_TAB, "batch_empty": False}),
     Scenario(
         "shifted", "A shifted prediction",
-        "The right shape in the wrong place: 16 px to the right. Dice counts the overlap "
-        "only. The gradient pushes p up on the crescent the prediction misses and down on "
-        "the crescent it adds; the overlap itself is left almost alone.",
-        {"shift_x": 16}),
+        "The right shape in the wrong place. Where will BCE's gradient push p up, and where "
+        "down? Will Dice's look the same?",
+        "The right shape 16 px to the right, gradients w.r.t. the logits. BCE's map shows "
+        "the error: it pushes p up on the crescent the prediction misses, down on the "
+        "crescent it adds, and 9× more weakly everywhere else. Dice's map shows the truth "
+        "instead: one even push up over the whole truth disc, overlap included, and one push "
+        "down everywhere else, the added crescent no more than the background.",
+        {"shift_x": 16, "blur": 0.0, "confidence": 0.9, "gradient_wrt": "∂L/∂logit",
+         "stage_compare": "binary_crossentropy"}),
     Scenario(
-        "over_under", "Over- vs under-segmentation",
-        "A hard prediction grown by 6 px: false positives only. Tversky with α = 0.3 "
-        "(false positives) and β = 0.7 (false negatives) forgives this more than Dice does. "
-        "Set Grow to −6 (false negatives only) and watch Tversky rise above Dice.",
+        "over_under", "Too big vs too small",
+        "A prediction a few pixels too big. Which forgives it more: Dice, or a Tversky loss "
+        "that charges false negatives more than false positives? And a prediction too small?",
+        "A hard prediction grown by 6 px: false positives only. Tversky with α = 0.3 on "
+        "false positives and β = 0.7 on false negatives forgives it: 0.07 against Dice's "
+        "0.11. Set Grow to −6 for false negatives only: now Tversky, 0.16, is above Dice, "
+        "0.12.",
         {"shift_x": 0, "grow": 6, "confidence": 1.0, "blur": 0.0, "loss": "tversky_loss",
-         "alpha": 0.3, "beta": 0.7}),
+         "alpha": 0.3, "beta": 0.7, "stage_compare": "dice_loss"}),
     Scenario(
-        "imbalance", "Extreme class imbalance",
-        "A tiny object and a prediction of 'nothing here' at 99% confidence. BCE is low "
-        "(about 0.02): almost every pixel is right. Dice loss is almost 1: the one thing "
-        "that matters was missed. This is why Dice is used for rare foregrounds.",
-        {"truth_radius": 0.03, "prediction_source": "Empty", "confidence": 0.99,
-         "loss": "binary_crossentropy"}),
+        "imbalance", "Class imbalance",
+        "A tiny object, and a confident prediction of 'nothing here'. Guess BCE, then Dice: "
+        "which one notices the miss?",
+        "An object of 185 pixels, predicted as 'nothing here' at 99% confidence. BCE, the "
+        "chosen loss, is low, about 0.02: almost every pixel is right. Dice loss is 0.99: "
+        "the one thing that mattered was missed. BCE does push p up on the object, 99× "
+        "harder per pixel than it pushes down elsewhere, but elsewhere has 353× as many "
+        "pixels.",
+        {"truth_radius": 0.03, "prediction_source": "Empty", "shift_x": 0, "confidence": 0.99,
+         "blur": 0.0, "loss": "binary_crossentropy", "stage_compare": "dice_loss"}),
     Scenario(
-        "soft_labels", "Soft labels: product vs L1",
+        "soft_labels", "Soft labels",
+        "A smoothed truth, and a prediction exactly equal to it. Is the Dice loss zero?",
         "Label smoothing 0.2 makes the truth 0.9 inside and 0.1 outside, and the prediction "
-        "is exactly that. The product form Σp·g still reports a loss. Tick 'Soft labels "
-        "(L1)': the intersection Σ(p + g − |p − g|)/2 scores the perfect match as 0.",
+        "is exactly that. The product form Σp·g still reports a Dice loss of 0.45, though "
+        "hard Dice is 1. Tick 'Soft labels (L1)': the intersection Σ(p + g − |p − g|)/2 "
+        "scores the perfect match 0.",
         {"label_smoothing": 0.2, "shift_x": 0, "blur": 0.0, "confidence": 0.9}),
     Scenario(
-        "overconfident", "Overconfident vs calibrated",
-        "A shifted prediction at 99.9% confidence, gradient w.r.t. the logits. Through the "
-        "sigmoid ∂L/∂z = ∂L/∂p · p(1 − p): on the wrong pixels Dice's push is about 250× "
-        "smaller than at p = 0.5. Move Confidence to 0.6 to see it come back, or pick BCE, "
-        "whose logit gradient p − g does not saturate.",
-        {"shift_x": 12, "blur": 0.0, "confidence": 0.999, "gradient_wrt": "∂L/∂logit"}),
+        "overconfident", "Overconfident logits",
+        "A shifted prediction, very confident, gradients through the logits. Which loss "
+        "still pushes the wrong pixels, Dice or BCE? What if the prediction were less sure?",
+        "A 12 px shift at 99.9% confidence, gradients w.r.t. the logits, colours locked. "
+        "Through the sigmoid ∂L/∂z = ∂L/∂p · p(1 − p), and p(1 − p) is 0.001 here: Dice's "
+        "map is nearly white. BCE's push (p − g)/N does not saturate: it is strongest on "
+        "the confidently wrong crescents. Move Confidence to 0.6: Dice's push grows about "
+        "170×.",
+        {"shift_x": 12, "blur": 0.0, "confidence": 0.999, "gradient_wrt": "∂L/∂logit",
+         "stage_compare": "binary_crossentropy", "gradient_scale": "locked"}),
     Scenario(
-        "batch_empty", "A batch holding an empty image",
-        "The batch view adds an image with nothing in it. Per image, smooth = 1 scores it a "
-        "perfect 1 and lifts the mean; whole batch, it adds nothing to the sums. Set smooth "
-        "to 0 and epsilon to 1e−7: now the empty image scores 0 per image and drags the "
-        "mean down.",
-        {"explore_tabs": BATCH_TAB, "batch_empty": True}),
+        "batch_empty", "Batch: empty image",
+        "A batch with an empty image in it. Does the empty image raise or lower the mean "
+        "loss per image? And the whole-batch loss?",
+        "The batch view holds the current pair, two gallery images and an empty image. Per "
+        "image, smooth = 1 scores the empty one a perfect 1: the mean loss falls from 0.23 "
+        "to 0.17 (untick the empty image to compare). Whole batch, it adds nothing to the "
+        "sums: 0.21 either way. Set smooth to 0 and epsilon to 1e−7: it scores 0 and the "
+        "mean rises to 0.42.",
+        {"shift_x": 0, "blur": 1.0, "confidence": 0.9, "smooth": 1.0, "epsilon": 0.0,
+         "explore_tabs": BATCH_TAB, "batch_empty": True}),
 )
 BY_KEY = {s.key: s for s in SCENARIOS}
 
@@ -99,9 +139,8 @@ def get(key: str) -> Scenario:
 
 
 def _shape(state: dict, side: str, size: int) -> np.ndarray:
-    source = state[f"{side}_source"]
-    if source == "Empty":
-        return np.zeros((size, size), np.int32)
+    if state[f"{side}_source"] == "Empty" or state[f"{side}_radius"] == 0:
+        return np.zeros((size, size), np.int32)  # as the page: a shape of size 0 is empty
     return masks.shape_mask(state[f"{side}_shape"], size, radius=state[f"{side}_radius"],
                             center=(state[f"{side}_cy"], state[f"{side}_cx"]))
 
@@ -119,3 +158,42 @@ def preview(scenario: Scenario, size: int = 64) -> tuple[np.ndarray, np.ndarray]
     edits = Edits(dy=round(state["shift_y"] * scale), dx=round(state["shift_x"] * scale),
                   grow=round(state["grow"] * scale), invert=state["invert"])
     return truth, edits.hard(pred)
+
+
+class Inputs(NamedTuple):
+    """What the Explore page computes on for a scenario."""
+
+    truth_labels: np.ndarray  # [H, W] label map
+    truth: np.ndarray  # [1, H, W, C] truth channels (label smoothing applied)
+    pred: np.ndarray  # [1, H, W, C] probabilities
+    settings: Settings
+    wrt: str  # "probabilities" or "logits"
+    hard_pred: np.ndarray  # [H, W] the edited label map before softening
+    edits: Edits  # the prediction's edits (the batch view applies them to gallery truths)
+
+
+def inputs(scenario: Scenario, **changes) -> Inputs:
+    """The scenario's masks, settings and gradient choice as the page builds them from its
+    controls (binary shapes or empty masks); ``changes`` are controls moved afterwards, as a
+    scenario's "set X to Y" asks."""
+    state = {**EXPLORE, **scenario.state, **changes}
+    classes, size = state["num_classes"], state["mask_size"]
+    if classes != 2:
+        raise ValueError("scenarios are binary: num_classes must be 2")
+    truth_labels = _shape(state, "truth", size)
+    pred = (truth_labels.copy() if state["prediction_source"] == "Copy of truth"
+            else _shape(state, "prediction", size))
+    edits = Edits(dy=state["shift_y"], dx=state["shift_x"], grow=state["grow"],
+                  invert=state["invert"], confidence=state["confidence"], blur=state["blur"],
+                  noise=state["noise"], temperature=state["temperature"])
+    hard = edits.hard(pred)
+    truth = predictions.truth(truth_labels, classes, label_smoothing=state["label_smoothing"])
+    settings = Settings(num_classes=classes, **{
+        key: state[key] for key in (
+            "loss", "smooth", "epsilon", "squared", "per_image", "soft_label", "threshold",
+            "alpha", "beta", "tversky_gamma", "focal_gamma", "bce_weight", "dice_weight",
+            "lovasz_classes")})
+    wrt = next(k for k, label in WRT_LABELS.items() if label == state["gradient_wrt"])
+    prob = edits.soften(hard, classes)
+    return Inputs(truth_labels, masks.to_batch(truth), masks.to_batch(prob), settings, wrt, hard,
+                  edits)

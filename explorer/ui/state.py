@@ -76,9 +76,9 @@ SHARED = {
     "normalize_weights": _SETTINGS.normalize_weights,
     "include_background": _SETTINGS.include_background,
     "compare_losses": COMPARED, "compare_wrt": WRT_LABELS["probabilities"],
-    "batch_gallery": lambda names: names[:2], "sweep_losses": COMPARED,
+    "batch_gallery": lambda names: names[:2], "sweep_losses": COMPARED, "sweep_log_y": False,
     "code_framework": "tensorflow",
-    "lovasz_side": 12, "lovasz_step": lambda steps: steps[-1],  # every pixel: the full loss
+    "lovasz_side": 12, "lovasz_step": 1,  # pixels taken: the first, then step on
 }
 
 # ------------------------------------------------------- for the session only
@@ -101,7 +101,8 @@ PLAIN = {
     "smooth_grid": None, "epsilon_grid": None,  # follow their number inputs (set each run)
     "guess_value": 0.5,
     **{key: None for key in (
-        "inverse_frequency", "weights_reset", "scenario_reset", "download_masks", "download_stage",
+        "inverse_frequency", "weights_reset", "scenario_reset", "scenario_previous",
+        "scenario_next", "download_masks", "download_stage",
         "masks_file_upload", "truth_upload", "prediction_upload", "train_start", "train_stop",
         "download_curves", "download_model")},
 }
@@ -115,8 +116,9 @@ SHARED_MASKS = "shared_masks"  # the pair from an opened masks file
 MASKS_FILE_ERROR = "_masks_file_error"
 LINK_IN = "_link_in"  # the query parameters the session was opened with
 LINK_CHECKED = "_link_checked"
-GRADIENT_LOCK = "_gradient_lock"  # the shared colour scale's half-width when it was locked
+GRADIENT_LOCK = "_gradient_lock"  # {view: the shared colour scale's half-width when locked}
 REVEALED, GUESS = "_revealed", "_guess"  # the view the person has guessed for, and the guess
+STEPPED = "_scenario_stepped"  # ◀ Previous / Next ▶ was clicked: redraw the sidebar too
 TRAIN_JOB, TRAIN_OWNER, TRAIN_POLLING = "train_job", "train_owner", "train_polling"
 
 DEFAULTS = {**SHARED, **KEPT, **PLAIN}

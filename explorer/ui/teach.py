@@ -1,6 +1,7 @@
-"""The sidebar for teaching and sharing: scenarios, presenter mode, predict-then-reveal,
-the link to this view and the masks file. Scenarios are data (``explorer.ui.scenarios``);
-this module only applies them to widget state."""
+"""Teaching and sharing: the sidebar (scenarios, presenter mode, predict-then-reveal, the
+link to this view, the masks file) and the scenario's panel beside the stage (its question
+or its story, Start over, and in presenter mode ◀ Previous / Next ▶). Scenarios are data
+(``explorer.ui.scenarios``); this module only applies them to widget state."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ from explorer.ui import scenarios, state
 from explorer.ui.state import NONE
 
 # masks are drawn as blocks of pixels: keep their edges sharp when the page scales them
-PAGE_CSS = '<style>[data-testid="stImage"] img { image-rendering: pixelated; }</style>'
+PAGE_CSS = """<style>
+[data-testid="stImage"] img { image-rendering: pixelated; }
+[data-testid="stSidebar"] [data-testid="stExpander"] [data-testid="stBaseButton-secondary"] {
+  padding-left: 0.5rem; padding-right: 0.5rem; }
+</style>"""
 PRESENTER_CSS = """<style>
 html { font-size: 20px; }
+.st-key-scenario_panel p { font-size: 0.85rem; line-height: 1.4; }
+.st-key-scenario_panel button { padding: 0.2rem 0.3rem; min-height: 2rem; }
+.st-key-scenario_panel button p { font-size: 0.8rem; }
 [data-testid="stMetricValue"] { font-size: 2.6rem; }
 [data-testid="stTable"] td, [data-testid="stTable"] th { font-size: 1.05rem; }
 </style>"""
@@ -26,6 +34,8 @@ def apply_scenario(key: str) -> None:
     st.session_state["scenario"] = key
     if key != NONE:
         st.session_state.update({**state.EXPLORE, **scenarios.get(key).state})
+        # a locked colour scale is taken afresh from the scenario's first view
+        st.session_state.pop(state.GRADIENT_LOCK, None)
 
 
 def presenting() -> bool:
@@ -64,9 +74,12 @@ def sidebar() -> None:
         st.header("Teach and share")
         _scenario_picker()
         st.toggle("Presenter mode", **state.with_value("presenter"),
-                  help="Larger text; advanced controls folded away.")
+                  help="Larger text; advanced controls folded away; ◀ Previous / Next ▶ "
+                       "step through the scenarios beside the stage.")
         st.toggle("Guess first", **state.with_value("guess"),
                   help="The numbers stay hidden until you have guessed the chosen loss.")
+        if not presenting():  # read after its toggle: a link's ?presenter=true counts at once
+            _scenario_list()
     st.html(PAGE_CSS + (PRESENTER_CSS if presenting() else ""))
 
 
@@ -76,13 +89,18 @@ def _scenario_picker() -> None:
                  format_func=lambda k: "— free exploration —" if k == NONE
                  else scenarios.get(k).title,
                  on_change=lambda: apply_scenario(st.session_state["scenario"]))
-    with st.expander("All scenarios", expanded=not presenting()):
+
+
+def _scenario_list() -> None:
+    """Every scenario as a thumbnail and a button (folded away in presenter mode)."""
+    with st.expander("All scenarios", expanded=True):
         for scenario in scenarios.SCENARIOS:
+            # the thumbnail narrow, the button wide: titles (at most 20 characters) fit whole
             picture, button = st.columns([1, 3], vertical_alignment="center")
             picture.image(_thumbnail(scenario.key), width="stretch")
             button.button(scenario.title, **state.keyed(f"scenario_button_{scenario.key}"),
-                          on_click=apply_scenario, args=(scenario.key,), help=scenario.text,
-                          width="stretch")
+                          on_click=apply_scenario, args=(scenario.key,),
+                          help=scenario.question, width="stretch")
 
 
 @st.cache_data(show_spinner=False)
@@ -90,17 +108,47 @@ def _thumbnail(key: str):
     return charts.thumbnail(*scenarios.preview(scenarios.get(key), 64))
 
 
-def banner() -> None:
-    """The chosen scenario's paragraph above the page, with a way out."""
+def scenario_panel(revealed: bool) -> bool:
+    """The chosen scenario beside the stage: its title, then its question (guess first,
+    before the reveal: it gives no answer away) or its paragraph, and "Start over"; in
+    presenter mode ◀ Previous / Next ▶ step through the scenarios in order. Nothing (False)
+    when no scenario is chosen."""
     key = state.current("scenario")
     if key == NONE or key not in scenarios.BY_KEY:
-        return
+        return False
     scenario = scenarios.get(key)
-    text, button = st.columns([6, 1])
-    text.info(f"**Scenario: {scenario.title}.** {scenario.text}")
-    button.button("Start over", **state.keyed("scenario_reset"), on_click=apply_scenario,
-                  args=(key,),
-                  help="Put every control back where the scenario set it.")
+    asking = guessing() and not revealed
+    with st.container(border=True, key="scenario_panel"):
+        st.markdown(f"**{scenario.title}**")
+        if presenting():  # the steps first: they stay in the window whatever the text's length
+            previous, following = st.columns(2)
+            before, after = _neighbours(key)
+            previous.button("◀ Previous", **state.keyed("scenario_previous"), on_click=_step,
+                            args=(before,), disabled=before is None, width="stretch")
+            following.button("Next ▶", **state.keyed("scenario_next"), on_click=_step,
+                             args=(after,), disabled=after is None, width="stretch")
+            if st.session_state.pop(state.STEPPED, False):
+                st.rerun(scope="app")  # a click reruns only the page: the sidebar follows
+        st.markdown(scenario.question if asking else scenario.text)
+        if asking:
+            st.caption("Guess, then reveal: the story comes with the numbers.")
+        st.button("Start over", **state.keyed("scenario_reset"), on_click=apply_scenario,
+                  args=(key,), help="Put every control back where the scenario set it.",
+                  width="stretch")
+    return True
+
+
+def _step(key: str) -> None:
+    """◀ Previous / Next ▶: apply the scenario, and ask for a whole-app rerun."""
+    apply_scenario(key)
+    st.session_state[state.STEPPED] = True
+
+
+def _neighbours(key: str) -> tuple[str | None, str | None]:
+    """The scenarios before and after ``key`` in ``SCENARIOS`` (None at the ends)."""
+    keys = [s.key for s in scenarios.SCENARIOS]
+    at = keys.index(key)
+    return (keys[at - 1] if at > 0 else None), (keys[at + 1] if at + 1 < len(keys) else None)
 
 
 def share_section() -> None:
