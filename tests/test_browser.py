@@ -243,8 +243,7 @@ def test_link_reopens_the_same_view(page, browser):
         other.wait_for_selector(METRIC, timeout=120_000)
         assert other.locator(METRIC).all_inner_texts() == shown
         assert other.get_by_label("smooth, exact").input_value() == "0.01"
-        assert "Scenario: A shifted prediction" in other.locator(
-            '[data-testid="stAlert"]').first.inner_text()
+        assert "A shifted prediction" in other.locator(".st-key-scenario_panel").inner_text()
         _no_exception(other)
     finally:
         other.context.close()

@@ -239,8 +239,7 @@ def _notes(truth, pred, settings: Settings, chosen) -> None:
     if chosen.refused:
         st.warning(chosen.refused)
     elif math.isinf(chosen.value):
-        st.info(f"{chosen.label} is infinite: the Dice coefficient is exactly 0 here, and "
-                "−log 0 = ∞. Any overlap, or smooth > 0, makes it finite.")
+        _infinite(chosen.label)
     for case in losses.degenerate_cases(truth, pred, smooth=settings.smooth,
                                         epsilon=settings.epsilon, squared=settings.squared,
                                         per_image=settings.per_image,
@@ -251,6 +250,11 @@ def _notes(truth, pred, settings: Settings, chosen) -> None:
     formula = analysis.loss_formula(truth, pred, settings)
     if formula.note:
         st.caption(formula.note)
+
+
+def _infinite(label: str) -> None:
+    st.info(f"{label} is infinite: the Dice coefficient is exactly 0 here, and −log 0 = ∞. "
+            "Any overlap, or smooth > 0, makes it finite.")
 
 
 def _download(fg, pred_fg, p, grads, keys, limits, log, chosen, wrt) -> None:
@@ -313,6 +317,8 @@ def numbers_panel(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> No
     for row in rows:
         if row.refused and row.key != settings.loss:
             st.caption(f"{row.label}: {row.refused}")
+        elif math.isinf(row.value):
+            _infinite(row.label)
     if settings.num_classes > 2:
         per_class = losses.per_class_dice(truth, pred, smooth=settings.smooth,
                                           epsilon=settings.epsilon, squared=settings.squared,
