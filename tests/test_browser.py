@@ -161,6 +161,30 @@ def test_the_stage_fits_the_window(server, browser, width, height, query):
         context.close()
 
 
+def test_every_scenario_fits_1280x720(server, browser):
+    """Click each scenario's button in the sidebar: its stage fits the window too."""
+    from explorer.ui.scenarios import SCENARIOS
+
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(server["url"])
+        page.wait_for_selector(IDLE, timeout=120_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for scenario in SCENARIOS:
+            _arm(page)
+            page.locator(f'.st-key-scenario_button_{scenario.key} button').first.click()
+            _wait_rerun(page)
+            page.wait_for_function(
+                "title => { const e = document.querySelector('.st-key-scenario_panel');"
+                " return e && e.innerText.includes(title); }", arg=scenario.title)
+            _stage_fits(page, scenario.key)
+            page.screenshot(path=str(ARTIFACTS / f"scenario_{scenario.key}.png"))
+    finally:
+        context.close()
+
+
 def test_drawing_changes_the_loss(page):
     _arm(page)
     page.locator('[data-testid="stRadio"]').first.get_by_text("Draw", exact=True).click()
