@@ -215,15 +215,31 @@ def class_bars(values, *, title: str, class_names=None, weights=None,
     return fig
 
 
+def _log_ticks(values: np.ndarray) -> list[float]:
+    """Ticks for a log axis over these positive values, each labelled in full: 1, 2, 5 in
+    every decade over two decades or less, else powers of ten (every other one past six)."""
+    lo, hi = float(values.min()), float(values.max())
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    span = math.log10(hi / lo)
+    mantissas = (1, 2, 5) if span <= 2 else (1,)
+    decades = range(first, last + 1, 1 if span <= 6 else 2)
+    ticks = [m * 10.0 ** k for k in decades for m in mantissas]
+    return [t for t in ticks if lo / 1.3 <= t <= hi * 1.3] or [lo, hi]
+
+
 def sweep_figure(x, curves: dict, *, current=None, x_title: str, y_title: str,
-                 log_x: bool = False, title: str = "") -> go.Figure:
+                 log_x: bool = False, title: str = "", colors: dict | None = None,
+                 log_y: bool = False) -> go.Figure:
     """Curves against a swept parameter, with a dashed line at the current value.
 
-    One trace per curve, then (if ``current`` is given) a trace named "current":
-    a dashed vertical line spanning the curves' y range. NaN values leave gaps.
-    Hover gives each point's exact x and y. On a log x axis, x <= 0 (smooth = 0)
+    One trace per curve, in ``colors[name]`` when given (``LOSS_COLORS`` by loss, so a
+    loss has one colour everywhere), then (if ``current`` is given) a trace named
+    "current": a dashed vertical line spanning the curves' y range. NaN values leave
+    gaps. Hover gives each point's exact x and y. On a log x axis, x <= 0 (smooth = 0)
     is drawn at a stand-in 1.5 decades left of the smallest positive x, and that
-    tick is labelled "0"; the other ticks are powers of ten.
+    tick is labelled "0"; the other ticks are powers of ten. ``log_y`` puts y on a log
+    axis (a loss reaching 5 then leaves the others' shapes readable); values <= 0 have
+    no place there and leave gaps, and the y title ends in "(log)".
     """
     x = np.asarray(x, dtype=float)
     xaxis, zero_at = dict(title=x_title), None
@@ -244,23 +260,39 @@ def sweep_figure(x, curves: dict, *, current=None, x_title: str, y_title: str,
             ticks, labels = [zero_at] + ticks, ["0"] + labels
         xaxis.update(type="log", tickmode="array", tickvals=ticks, ticktext=labels)
     shown = x if zero_at is None else np.where(x > 0, x, zero_at)
-    hover = f"{x_title} = %{{customdata:.3g}}<br>{y_title} = %{{y:.4f}}"
-    fig = go.Figure([go.Scatter(x=shown, y=np.asarray(y, dtype=float), customdata=x,
-                                name=str(label), mode="lines+markers", connectgaps=False,
-                                hovertemplate=hover) for label, y in curves.items()])
+    hover = f"{x_title} = %{{customdata:.3g}}<br>{y_title} = %{{y:.4g}}"
+    ys = {label: np.asarray(y, dtype=float) for label, y in curves.items()}
+    if log_y:
+        ys = {label: np.where(y > 0, y, np.nan) for label, y in ys.items()}
+    colors = colors or {}
+    fig = go.Figure([go.Scatter(x=shown, y=y, customdata=x, name=str(label),
+                                mode="lines+markers", connectgaps=False, hovertemplate=hover,
+                                line=dict(color=colors.get(label)))
+                     for label, y in ys.items()])
     if current is not None:  # a trace, not a shape: shapes on log axes differ by version
-        ys = np.concatenate([[]] + [np.ravel(y).astype(float) for y in curves.values()])
-        ys = ys[np.isfinite(ys)] if np.isfinite(ys).any() else np.array([0.0, 1.0])
-        pad = 0.05 * ((ys.max() - ys.min()) or 1.0)
+        every = np.concatenate([[]] + [np.ravel(y) for y in ys.values()])
+        every = every[np.isfinite(every)] if np.isfinite(every).any() else np.array([0.0, 1.0])
+        if log_y:  # padded by a factor: the axis is in decades
+            low, high = (every.min() / 1.2, every.max() * 1.2) if every.min() > 0 else (0.1, 1.0)
+        else:
+            pad = 0.05 * ((every.max() - every.min()) or 1.0)
+            low, high = every.min() - pad, every.max() + pad
         at = zero_at if zero_at is not None and current <= 0 else float(current)
         fig.add_trace(go.Scatter(
-            x=[at, at], y=[ys.min() - pad, ys.max() + pad], mode="lines+text",
+            x=[at, at], y=[low, high], mode="lines+text",
             text=["", "current"], textposition="top center", cliponaxis=False,
             line=dict(color="grey", dash="dash"), hoverinfo="skip", showlegend=False,
             name="current"))
+    yaxis = dict(title=y_title)
+    positive = np.concatenate([[]] + [y[y > 0] for y in ys.values()])
+    if log_y and positive.size:  # ticks of our own: plotly labels 0.8 "8" and 1e-4 "100µ"
+        ticks = _log_ticks(positive)
+        yaxis = dict(title=f"{y_title} (log)", type="log", tickmode="array", tickvals=ticks,
+                     ticktext=[f"{t:g}" for t in ticks])
+    elif log_y:
+        yaxis = dict(title=f"{y_title} (log)", type="log")
     fig.update_layout(title=title, height=CHART_HEIGHT, margin=MARGIN, xaxis=xaxis,
-                      yaxis=dict(title=y_title),
-                      legend=dict(orientation="h", y=-0.3, yanchor="top"))
+                      yaxis=yaxis, legend=dict(orientation="h", y=-0.3, yanchor="top"))
     return fig
 
 
@@ -499,8 +531,9 @@ def _lovasz_hover(steps: dict) -> tuple[np.ndarray, str]:
 
 
 def lovasz_figure(steps: dict, *, step: int, title: str = "") -> go.Figure:
-    """The Lovász step-through of :func:`explorer.analysis.lovasz_steps` over the rank in
-    sorted order (x, 0 = largest error), in three stacked panels:
+    """The Lovász step-through of :func:`explorer.analysis.lovasz_steps` over the order in
+    which pixels are taken (x, counted from 1 = the largest error, as the page's slider
+    counts), in three stacked panels:
 
     1. the sorted errors as bars, orange where the pixel is truth foreground (g >= 0.5),
        grey where background (traces "error (truth fg)" and "error (truth bg)");
@@ -511,15 +544,17 @@ def lovasz_figure(steps: dict, *, step: int, title: str = "") -> go.Figure:
 
     The lines have their own axis because the bars are far smaller (the weights sum to 1).
 
-    Pixels with rank <= ``step`` are taken: full colour, the rest faded. A dashed line
-    marks ``step`` in every panel and a "current step" marker sits on the error, the
-    running Jaccard and the cumulative loss. Hover gives the pixel's (row, col), truth,
-    p, error, weight and contribution.
+    ``step`` is the 0-based index of the last pixel taken, so ``step + 1`` pixels are
+    taken: full colour, the rest faded. A dashed line marks the last one taken in every
+    panel and a "current step" marker sits on its error, running Jaccard and cumulative
+    loss; the heading says "pixels taken: k of n". Hover gives the pixel's (row, col),
+    truth, p, error, weight and contribution.
     """
     step = _lovasz_step(steps, step)
     n = len(steps["order"])
     rank = np.arange(n)
     taken = np.where(rank <= step, TAKEN_OPACITY, WAITING_OPACITY)
+    order = rank + 1  # as shown: the first pixel taken is 1
     data, hover = _lovasz_hover(steps)
     fg = np.asarray(steps["truth"]) >= 0.5
 
@@ -532,16 +567,17 @@ def lovasz_figure(steps: dict, *, step: int, title: str = "") -> go.Figure:
 
     def bars(name, y, color, where=slice(None), row=1):
         fig.add_trace(go.Bar(
-            x=rank[where], y=np.asarray(y, np.float64)[where], name=name,
+            x=order[where], y=np.asarray(y, np.float64)[where], name=name,
             marker=dict(color=color, opacity=taken[where], line=dict(width=0)),
-            customdata=data[where], hovertemplate=f"rank %{{x}}<br>{hover}<extra>{name}</extra>"),
+            customdata=data[where],
+            hovertemplate=f"taken no. %{{x}}<br>{hover}<extra>{name}</extra>"),
             row=row, col=1)
 
     def line(name, y, color, row):
         fig.add_trace(go.Scatter(
-            x=rank, y=np.asarray(y, np.float64), name=name, mode="lines",
+            x=order, y=np.asarray(y, np.float64), name=name, mode="lines",
             line=dict(color=color, width=2, shape="hv"),
-            hovertemplate=f"rank %{{x}}: {name} %{{y:.4f}}<extra></extra>"),
+            hovertemplate=f"after no. %{{x}}: {name} %{{y:.4f}}<extra></extra>"),
             row=row, col=1, secondary_y=True)  # drawn over the bars, on its own axis
 
     bars("error (truth fg)", steps["errors"], FG_COLOR, fg)
@@ -552,17 +588,17 @@ def lovasz_figure(steps: dict, *, step: int, title: str = "") -> go.Figure:
     line("cumulative loss", steps["cumulative_loss"], "#212529", 3)
     for row, key in ((1, "errors"), (2, "running_jaccard"), (3, "cumulative_loss")):
         fig.add_trace(go.Scatter(
-            x=[step], y=[float(steps[key][step])], mode="markers", name="current step",
+            x=[step + 1], y=[float(steps[key][step])], mode="markers", name="current step",
             legendgroup="current step", showlegend=row == 1,
             marker=dict(symbol="diamond", size=11, color="#f2c200",
                         line=dict(color="black", width=1)),
             customdata=data[step:step + 1],
-            hovertemplate=f"step %{{x}} (current)<br>{hover}<extra></extra>"),
+            hovertemplate=f"taken no. %{{x}} (the last so far)<br>{hover}<extra></extra>"),
             row=row, col=1, secondary_y=True if row > 1 else None)
-    fig.add_vline(x=step, row="all", col=1, line=dict(color="grey", dash="dash", width=1))
+    fig.add_vline(x=step + 1, row="all", col=1, line=dict(color="grey", dash="dash", width=1))
 
-    summary = (f"step {step}: pixel (row {steps['rows'][step]}, col {steps['cols'][step]}) "
-               f"taken · loss so far {steps['cumulative_loss'][step]:.4f} "
+    summary = (f"pixels taken: {step + 1} of {n} · the last, pixel (row {steps['rows'][step]}, "
+               f"col {steps['cols'][step]}) · loss so far {steps['cumulative_loss'][step]:.4f} "
                f"of {steps['loss']:.4f}")
     fig.update_layout(
         title=f"{title}<br><sup>{summary}</sup>" if title else summary,
@@ -575,17 +611,17 @@ def lovasz_figure(steps: dict, *, step: int, title: str = "") -> go.Figure:
     fig.update_yaxes(title_text="contribution", row=3, col=1, secondary_y=False)
     fig.update_yaxes(title_text="loss so far", row=3, col=1, secondary_y=True,
                      rangemode="tozero", tickformat=".2f", showgrid=False)
-    fig.update_xaxes(title_text="rank in sorted order (0 = largest error)", row=3, col=1)
+    fig.update_xaxes(title_text="order taken (1 = largest error)", row=3, col=1)
     return fig
 
 
 def lovasz_pixels_figure(steps: dict, shape, *, step: int, title: str = "",
                          height: int = IMAGE_HEIGHT) -> go.Figure:
-    """The small mask of the step-through: each pixel shows its rank in the sorted order
-    (0 = largest error; written on the pixel when the cells are big enough to read,
+    """The small mask of the step-through: each pixel shows when it is taken, counted
+    from 1 (the largest error; written on the pixel when the cells are big enough to read,
     always in the hover), coloured by truth (orange foreground, grey background), faded
-    until taken (rank <= ``step``). A black square frames the current pixel (rank
-    ``step``), a blue one the next; the truth outline is drawn in black.
+    until taken (the first ``step + 1``). A black square frames the last pixel taken
+    (0-based index ``step``), a blue one the next; the truth outline is drawn in black.
     """
     step = _lovasz_step(steps, step)
     n = len(steps["order"])
@@ -603,18 +639,18 @@ def lovasz_pixels_figure(steps: dict, shape, *, step: int, title: str = "",
     fg = as_image(np.asarray(steps["truth"]) >= 0.5)
     category = fg.astype(np.uint8) + 2 * (rank <= step)
     data, hover = _lovasz_hover(steps)
-    # per pixel: the hover columns of its sorted entry, then its rank (column 7)
-    custom = np.concatenate([as_image(data), rank[..., None]], -1)
+    # per pixel: the hover columns of its sorted entry, then when it is taken (column 7)
+    custom = np.concatenate([as_image(data), rank[..., None] + 1], -1)
     scale = []
     for k, color in enumerate(_PIXEL_COLORS):  # value k -> its colour (zmin 0, zmax 3)
         scale += [[max(0.0, (k - 0.5) / 3), color], [min(1.0, (k + 0.5) / 3), color]]
     cell = (height - 60) / max(height_px, width_px)  # pixels per cell on screen, about
-    font = min(12, int(cell / (0.65 * len(str(n - 1)))))
-    text = dict(text=rank.astype(str), texttemplate="%{text}", textfont=dict(size=font)) \
-        if font >= 6 else {}  # too small to read: the hover still gives the rank
+    font = min(12, int(cell / (0.65 * len(str(n)))))
+    text = dict(text=(rank + 1).astype(str), texttemplate="%{text}", textfont=dict(size=font)) \
+        if font >= 6 else {}  # too small to read: the hover still gives the order
     heat = go.Heatmap(z=category, x=np.arange(width_px), y=np.arange(height_px), zmin=0,
                       zmax=3, colorscale=scale, showscale=False, customdata=custom,
-                      hovertemplate=f"rank %{{customdata[7]}}<br>{hover}<extra></extra>",
+                      hovertemplate=f"taken no. %{{customdata[7]}}<br>{hover}<extra></extra>",
                       **text)
     fig = _image_figure([heat, _outline_trace(fg.astype(np.uint8), 1, "black")], title)
     frames = [("current pixel", step, "black")]

@@ -656,9 +656,11 @@ class Degenerate(NamedTuple):
 
 
 def degenerate_cases(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
-                     include_background=True, soft_label=False) -> list[Degenerate]:
+                     include_background=True, soft_label=False,
+                     image_names=None) -> list[Degenerate]:
     """Name every (image, class) of the Dice score where a mask is empty, and why the
-    score is what it is (0/0 gives NaN: "undefined"). Rejects what the losses reject."""
+    score is what it is (0/0 gives NaN: "undefined"). Rejects what the losses reject.
+    The messages call image ``b`` "image b", or ``image_names[b]`` when given."""
     check_settings("degenerate_cases", smooth=smooth, epsilon=epsilon, squared=squared,
                    per_image=per_image, include_background=include_background,
                    soft_label=soft_label)
@@ -672,7 +674,8 @@ def degenerate_cases(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, 
             _ratio(2 * inter + smooth, pred_sum + true_sum + smooth + epsilon).numpy()):
         kind, why = _degenerate_reason(pred_sum[b, c], true_sum[b, c], smooth, epsilon)
         if kind:
-            where = (f"image {b}" if per_image else "the whole batch") + (
+            image = f"image {b}" if image_names is None else image_names[b]
+            where = (image if per_image else "the whole batch") + (
                 f", class {c + first}" if g.shape[-1] > 1 or first else "")
             found.append(Degenerate(b if per_image else None, c + first, kind, float(value),
                                     f"{where}: {why}"))

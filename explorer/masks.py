@@ -345,6 +345,30 @@ def shape_mask(kind: str, size: int = 128, *, radius: float = 0.2, center=(0.5, 
     return labels
 
 
+# the objects of classes 2, 3, 4, 5 beside class 1's: (kind, offset of the centre from
+# class 1's as fractions of the side, radius as a fraction of class 1's radius); each
+# smaller than the last, so the classes differ in size as real ones do
+COMPANIONS = (("square", (-0.3, -0.3), 0.5), ("circle", (0.3, 0.3), 0.4),
+              ("square", (-0.3, 0.3), 0.3), ("circle", (0.3, -0.3), 0.25))
+
+
+def class_shapes(kind: str, size: int = 128, *, num_classes: int = 2, radius: float = 0.2,
+                 center=(0.5, 0.5), count: int = 3, seed: int = 0) -> np.ndarray:
+    """One object for every foreground class: class 1 is :func:`shape_mask` (``kind``,
+    ``radius``, ``center``), classes 2 .. ``num_classes`` − 1 the smaller squares and circles
+    of ``COMPANIONS`` at the four diagonal places 0.3 of the side from its centre, drawn
+    over it, so moving or sizing class 1 moves and sizes them all. Binary (2 classes): just
+    class 1's object."""
+    if not 2 <= num_classes <= len(COMPANIONS) + 2:
+        raise ValueError(f"num_classes must be 2 to {len(COMPANIONS) + 2}, got {num_classes}")
+    labels = shape_mask(kind, size, radius=radius, center=center, count=count, seed=seed)
+    for label, (shape, (dy, dx), scale) in zip(range(2, num_classes), COMPANIONS):
+        part = shape_mask(shape, size, radius=radius * scale,
+                          center=(center[0] + dy, center[1] + dx))
+        labels[part > 0] = label
+    return labels
+
+
 def shift(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """Move the mask by whole pixels; what leaves the frame is gone, what enters is 0."""
     return ndimage.shift(np.asarray(labels), (dy, dx), order=0, mode="constant", cval=0)

@@ -285,6 +285,25 @@ def test_sweep_log_axis_places_zero_left_and_labels_it():
     assert "1" in axis.ticktext
 
 
+def test_sweep_colours_each_loss_as_asked_and_can_put_y_on_a_log_axis():
+    x = np.linspace(0.5, 1.0, 5)
+    curves = {"Dice loss": np.array([0.0, 0.1, 0.2, 0.3, 0.4]), "Lovász": np.linspace(1, 5, 5)}
+    colors = {"Dice loss": charts.LOSS_COLORS["dice_loss"], "Lovász": charts.LOSS_COLORS["lovasz"]}
+    fig = charts.sweep_figure(x, curves, current=0.75, x_title="c", y_title="loss",
+                              colors=colors, log_y=True)
+    assert [t.line.color for t in fig.data[:2]] == [colors["Dice loss"], colors["Lovász"]]
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == "loss (log)"
+    # ticks labelled in full (plotly's own would read "2" for 0.2), 1-2-5 within 2 decades
+    assert list(fig.layout.yaxis.ticktext) == ["0.1", "0.2", "0.5", "1", "2", "5"]
+    dice = np.asarray(fig.data[0].y, float)
+    assert np.isnan(dice[0]) and np.allclose(dice[1:], [0.1, 0.2, 0.3, 0.4])  # 0: a gap
+    low, high = fig.data[2].y  # the current line spans the positive values, by a factor
+    assert 0 < low < 0.1 and high > 5
+    linear = charts.sweep_figure(x, curves, x_title="c", y_title="loss")
+    assert linear.layout.yaxis.type is None and linear.data[0].line.color is None
+    assert len(set(charts.LOSS_COLORS.values())) == len(charts.LOSS_COLORS)  # one each
+
+
 # ------------------------------------------------------------------ thumbnails
 
 

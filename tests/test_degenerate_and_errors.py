@@ -74,6 +74,14 @@ def test_whole_batch_hides_an_empty_image_that_per_image_reports():
     assert float(losses.dice_loss(truth, truth, smooth=0.0, per_image=False)) == pytest.approx(0.0)
 
 
+def test_messages_name_images_as_the_page_does():
+    truth = np.concatenate([_disk(), np.zeros_like(_disk())])
+    plain, named = (losses.degenerate_cases(truth, truth, image_names=names)
+                    for names in (None, ["image 1", "image 2"]))
+    assert plain[0].message.startswith("image 1: scores 1")  # the index, 0-based
+    assert named[0].message.startswith("image 2: scores 1") and named[0].image == 1
+
+
 def test_excluded_background_that_is_zero_over_zero_does_not_poison_the_loss():
     # every pixel is class 1: class 0 is empty in truth and prediction (0/0 with smooth 0)
     truth = np.zeros((1, 4, 4, 2), np.float32)

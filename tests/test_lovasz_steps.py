@@ -366,7 +366,8 @@ def test_lovasz_figure_has_every_pixel_and_marks_the_step(steps):
     fg, bg = by_name["error (truth fg)"][0], by_name["error (truth bg)"][0]
     assert len(fg.x) + len(bg.x) == n
     assert len(fg.x) == int(steps["truth"].sum())
-    np.testing.assert_array_equal(np.sort(np.concatenate([fg.x, bg.x])), np.arange(n))
+    # counted from 1, as the page's slider counts pixels taken
+    np.testing.assert_array_equal(np.sort(np.concatenate([fg.x, bg.x])), np.arange(1, n + 1))
     np.testing.assert_allclose(fg.y, steps["errors"][steps["truth"] > 0.5])
     for name, key in (("weight", "weights"), ("running Jaccard", "running_jaccard"),
                       ("contribution", "contribution"), ("cumulative loss", "cumulative_loss")):
@@ -375,10 +376,11 @@ def test_lovasz_figure_has_every_pixel_and_marks_the_step(steps):
     opacity = np.concatenate([fg.marker.opacity, bg.marker.opacity])
     assert np.sum(opacity == 1.0) == step + 1
     markers = by_name["current step"]
-    assert len(markers) == 3 and all(list(m.x) == [step] for m in markers)
+    assert len(markers) == 3 and all(list(m.x) == [step + 1] for m in markers)
     assert [m.y[0] for m in markers] == pytest.approx(
         [steps["errors"][step], steps["running_jaccard"][step], steps["cumulative_loss"][step]])
-    assert len(fig.layout.shapes) == 3 and all(s.x0 == s.x1 == step for s in fig.layout.shapes)
+    assert len(fig.layout.shapes) == 3 and all(
+        s.x0 == s.x1 == step + 1 for s in fig.layout.shapes)
     # hover: pixel (row, col), error, weight, contribution of the bar under the cursor
     assert all(k in fg.hovertemplate for k in ("row", "col", "error", "weight", "contribution"))
     first = int(np.flatnonzero(steps["truth"] > 0.5)[0])
@@ -387,15 +389,17 @@ def test_lovasz_figure_has_every_pixel_and_marks_the_step(steps):
                                 steps["errors"][first], steps["weights"][first],
                                 steps["contribution"][first]], rtol=1e-6)
     assert "Lovász hinge" in fig.layout.title.text
+    assert f"pixels taken: {step + 1} of {n}" in fig.layout.title.text
+    assert "1 = largest error" in fig.layout.xaxis3.title.text
 
 
 def test_lovasz_pixels_figure_writes_ranks_and_frames_current_and_next(steps):
     step = 7
     fig = charts.lovasz_pixels_figure(steps, (6, 6), step=step)
     heat = fig.data[0]
-    rank = np.empty(36, int)
-    rank[steps["order"]] = np.arange(36)
-    np.testing.assert_array_equal(np.asarray(heat.text), rank.reshape(6, 6).astype(str))
+    taken_as = np.empty(36, int)  # when each pixel is taken, counted from 1
+    taken_as[steps["order"]] = np.arange(1, 37)
+    np.testing.assert_array_equal(np.asarray(heat.text), taken_as.reshape(6, 6).astype(str))
     z = np.asarray(heat.z)
     assert np.sum(z >= 2) == step + 1  # taken
     fg = np.zeros(36)

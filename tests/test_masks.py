@@ -169,6 +169,31 @@ def test_circle_area_and_blobs_are_deterministic():
         masks.shape_mask("star")
 
 
+def test_class_shapes_give_every_foreground_class_its_own_object():
+    side = 256
+    for classes in range(2, 7):
+        labels = masks.class_shapes("circle", side, num_classes=classes)
+        assert set(np.unique(labels)) == set(range(classes)), classes
+    labels = masks.class_shapes("circle", side, num_classes=6, radius=0.2)
+    area = np.bincount(labels.ravel(), minlength=6)
+    r = 0.2 * side  # class 1: the circle the sliders make, untouched by the others
+    assert area[1] == pytest.approx(np.pi * r**2, rel=0.01)
+    # classes 2-5: a square of half-side 0.5 r, circles of 0.4 r and 0.25 r, a square of 0.3 r
+    assert area[2] == pytest.approx((2 * 0.5 * r) ** 2, rel=0.03)
+    assert area[3] == pytest.approx(np.pi * (0.4 * r) ** 2, rel=0.03)
+    assert area[4] == pytest.approx((2 * 0.3 * r) ** 2, rel=0.05)
+    assert area[5] == pytest.approx(np.pi * (0.25 * r) ** 2, rel=0.05)
+    assert list(area[1:]) == sorted(area[1:], reverse=True)  # sizes differ, as classes do
+    # binary: the one object of shape_mask; moving the centre moves every class with it
+    np.testing.assert_array_equal(masks.class_shapes("square", 64, radius=0.1),
+                                  masks.shape_mask("square", 64, radius=0.1))
+    moved = masks.class_shapes("circle", side, num_classes=4, center=(0.5, 0.5625))
+    np.testing.assert_array_equal(moved, masks.shift(masks.class_shapes(
+        "circle", side, num_classes=4), 0, 16))  # 0.0625 of 256 px
+    with pytest.raises(ValueError, match="num_classes must be 2 to 6"):
+        masks.class_shapes("circle", num_classes=7)
+
+
 def test_shift_moves_the_centroid_and_fills_with_background():
     moved = masks.shift(DISK, 3, -2)
     before, after = np.argwhere(DISK).mean(0), np.argwhere(moved).mean(0)

@@ -12,9 +12,12 @@ from explorer.predictions import Edits
 from explorer.ui import state
 from explorer.ui.widgets import folded
 
-CANVAS_SIDE = 256
+CANVAS_SIDE = 240  # screen pixels: fits a third of the page at 1280 px with the sidebar
+TOOLBAR_ROOM = 24  # pixels between the brush controls and the canvas, for its toolbar
 SIZES = (64, 128, 256, 512)
 MAX_SHIFT = 64
+COPY = "Copy of truth"  # the one prediction source whose edits start at the opening lesson's
+EDIT_FIELDS = {"shift_x": "dx", "shift_y": "dy", "grow": "grow", "invert": "invert"}
 
 
 @st.cache_resource(show_spinner=False)
@@ -39,13 +42,13 @@ def _shape(side: str, num_classes: int, size: int) -> np.ndarray:
     c1, c2 = st.columns(2)
     shapes = ["circle", "square", "blobs"]
     kind = c1.selectbox("Shape", shapes, **state.with_index(f"{side}_shape", shapes))
-    label = 1
-    if num_classes > 2:
-        classes = list(range(1, num_classes))
-        label = c2.selectbox("Class", classes, **state.with_index(f"{side}_shape_class", classes))
     radius = st.slider("Size (fraction of the side)", 0.0, 0.5, step=0.005,
                        **state.with_value(f"{side}_radius"),
                        help="Radius of the circle, half-side of the square, blob scale.")
+    if num_classes > 2:
+        st.caption(f"One object a class: class 1 where the sliders put it, classes 2 to "
+                   f"{num_classes - 1} smaller squares and circles at its corners, moving "
+                   "and sizing with it.")
     cy = c1.slider("Centre y", 0.0, 1.0, step=0.01, **state.with_value(f"{side}_cy"))
     cx = c2.slider("Centre x", 0.0, 1.0, step=0.01, **state.with_value(f"{side}_cx"))
     count, seed = 3, 0
@@ -54,8 +57,8 @@ def _shape(side: str, num_classes: int, size: int) -> np.ndarray:
         seed = c2.number_input("Seed", 0, 10_000, **state.with_value(f"{side}_blob_seed"))
     if radius == 0:
         return np.zeros((size, size), np.int32)
-    return masks.shape_mask(kind, size, radius=radius, center=(cy, cx), count=count,
-                            seed=int(seed), label=label)
+    return masks.class_shapes(kind, size, num_classes=num_classes, radius=radius,
+                              center=(cy, cx), count=count, seed=int(seed))
 
 
 def _draw(side: str, num_classes: int, size: int, background) -> np.ndarray:
@@ -66,12 +69,15 @@ def _draw(side: str, num_classes: int, size: int, background) -> np.ndarray:
     brush = c1.selectbox("Brush", names, **state.with_index(f"{side}_brush", names))
     width = c2.slider("Brush size", 1, 50, **state.with_value(f"{side}_brush_size"))
     color = masks.CLASS_COLORS[names.index(brush)]
+    st.caption("'erase' paints background. Undo, redo and clear: point at the canvas, the "
+               "toolbar shows above its top right corner.")
+    # the toolbar floats 2.65rem above the canvas: leave it room over nothing
+    st.space(TOOLBAR_ROOM)
     result = st_canvas(
         stroke_width=width, stroke_color=color, background_image=background,
         height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
         return_image_data=True, **state.keyed(f"{side}_canvas_{num_classes}"),
     )
-    st.caption("Undo, redo and clear are in the canvas toolbar; 'erase' paints background.")
     rgba = result.image_data if result is not None else None
     if rgba is None:
         return np.zeros((size, size), np.int32)
@@ -150,15 +156,28 @@ def truth_input(num_classes: int, size: int):
     return _source(source, "truth", num_classes, size, background, None)
 
 
+def edit_start(key: str, source: str):
+    """Where a prediction edit starts: the opening lesson's (shift 8 px) for a copy of the
+    truth; none for a prediction the person made or chose, so that two identical drawings
+    score a perfect match."""
+    return state.default(key) if source == COPY else getattr(Edits(), EDIT_FIELDS[key])
+
+
+def _restart_edits() -> None:
+    """A new prediction source starts from its own edits (a callback of the source)."""
+    source = st.session_state["prediction_source"]
+    st.session_state.update({key: edit_start(key, source) for key in EDIT_FIELDS})
+
+
 def prediction_input(num_classes: int, size: int, truth_labels):
-    sources = ["Copy of truth", "Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file"]
-    source = st.radio("Prediction from", sources, horizontal=True,
+    sources = [COPY, "Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file"]
+    source = st.radio("Prediction from", sources, horizontal=True, on_change=_restart_edits,
                       **state.with_index("prediction_source", sources))
     return _source(source, "prediction", num_classes, size, None, truth_labels)
 
 
 def _source(source, side, num_classes, size, background, truth_labels):
-    if source == "Copy of truth":
+    if source == COPY:
         return None if truth_labels is None else truth_labels.copy()
     if source == "Shape":
         return _shape(side, num_classes, size)
@@ -177,14 +196,16 @@ def edit_widgets(hard: bool) -> Edits:
     """Move/grow/invert (for label predictions) and soften."""
     c1, c2 = st.columns(2)
     values = {}
+    source = state.current("prediction_source")
+
+    def edit(key):  # a link or the session may hold a value; else where this source starts
+        return {**state.with_value(key), "value": edit_start(key, source)}
+
     if hard:
-        values["dx"] = c1.slider("Shift x (px)", -MAX_SHIFT, MAX_SHIFT,
-                                 **state.with_value("shift_x"))
-        values["dy"] = c2.slider("Shift y (px)", -MAX_SHIFT, MAX_SHIFT,
-                                 **state.with_value("shift_y"))
-        values["grow"] = c1.slider("Grow (+) / shrink (−) px", -10, 10,
-                                   **state.with_value("grow"))
-        values["invert"] = c2.checkbox("Invert", **state.with_value("invert"))
+        values["dx"] = c1.slider("Shift x (px)", -MAX_SHIFT, MAX_SHIFT, **edit("shift_x"))
+        values["dy"] = c2.slider("Shift y (px)", -MAX_SHIFT, MAX_SHIFT, **edit("shift_y"))
+        values["grow"] = c1.slider("Grow (+) / shrink (−) px", -10, 10, **edit("grow"))
+        values["invert"] = c2.checkbox("Invert", **edit("invert"))
         values["confidence"] = c1.slider("Confidence", 0.5, 1.0, step=0.005,
                                          **state.with_value("confidence"),
                                          help="p inside the predicted object; 1 − p outside.")

@@ -12,7 +12,7 @@ from explorer import analysis, charts, codegen, conventions, gradients, losses, 
 from explorer.predictions import Edits
 from explorer.settings import LOSS_LABELS, Settings
 from explorer.ui import mask_inputs, state, teach, widgets
-from explorer.ui.state import WRT_LABELS
+from explorer.ui.state import GRADIENT_SCALES, WRT_LABELS
 
 
 def formula_panel(truth, pred, settings: Settings) -> None:
@@ -33,6 +33,12 @@ def formula_panel(truth, pred, settings: Settings) -> None:
                                             for c in range(truth.shape[-1])]))
 
 
+SCALE_WORDS = dict(zip(GRADIENT_SCALES, (
+    "Each map's largest push is full colour: compare shapes, not sizes.",
+    "One scale for every map: a paler map pushes less.",
+    "The scale stays as it was when locked: change a setting and a smaller push shows paler.")))
+
+
 def compare_panel(truth_labels, truth, pred, settings: Settings) -> None:
     picked = st.multiselect("Losses side by side", list(LOSS_LABELS), max_selections=3,
                             format_func=LOSS_LABELS.get, **state.with_default("compare_losses"))
@@ -41,11 +47,22 @@ def compare_panel(truth_labels, truth, pred, settings: Settings) -> None:
     wrt = next(k for k, v in WRT_LABELS.items() if v == shown)
     channel = widgets.class_picker(settings.num_classes, "compare_class")
     fg = widgets.truth_fg(truth_labels, settings.num_classes, channel)
-    computed = [gradients.loss_and_gradient(settings.loss_name(key), truth, pred, wrt=wrt,
-                                            **settings.keywords(key)) for key in picked]
-    limits, log = widgets.gradient_scale([grad[0, ..., channel] for _, grad in computed])
-    for column, key, (value, grad), limit in zip(st.columns(max(len(picked), 1)), picked,
-                                                 computed, limits):
+    refused = {key: analysis.refusal(settings, key) for key in picked}
+    computed = {key: gradients.loss_and_gradient(settings.loss_name(key), truth, pred, wrt=wrt,
+                                                 **settings.keywords(key))
+                for key in picked if not refused[key]}
+    limits, log = widgets.gradient_scale([grad[0, ..., channel] for _, grad in
+                                          computed.values()], view="compare")
+    limit_of = dict(zip(computed, limits))
+    # the scale's control is drawn once, with the settings (a second copy would clash)
+    mode = state.current("gradient_scale")
+    st.caption(f"Colour scale: {mode}{', symmetric log' if log else ''}. "
+               f"{SCALE_WORDS[mode]} Change it with 'Gradient colours' in the settings.")
+    for column, key in zip(st.columns(max(len(picked), 1)), picked):
+        if refused[key]:  # said, not computed: as the table says it
+            column.warning(f"{LOSS_LABELS[key]}: {refused[key]}")
+            continue
+        (value, grad), limit = computed[key], limit_of[key]
         regions = analysis.gradient_regions(grad[0, ..., channel], fg)
         with column:
             widgets.gradient_view(grad[0, ..., channel], pred[0, ..., channel], fg,
@@ -76,11 +93,13 @@ def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
     c1, c2 = st.columns(2)
     c1.metric(f"{LOSS_LABELS[settings.loss]}, per image (mean)", widgets.shown(per_image))
     c2.metric(f"{LOSS_LABELS[settings.loss]}, whole batch", widgets.shown(whole))
+    names = batch_names(batch.names)
+    _batch_pictures(names, batch_truth, batch_pred)
     dice = np.asarray(losses.per_class_dice(batch_truth, batch_pred, smooth=settings.smooth,
                                             epsilon=settings.epsilon, squared=settings.squared,
                                             soft_label=settings.soft_label))
     st.dataframe(pd.DataFrame({
-        "image": batch.names,
+        "image": names,
         "truth pixels Σg": batch_truth.reshape(len(batch.names), -1, batch_truth.shape[-1]).sum(1)
         .sum(-1).astype(np.float64).round(1),
         "Σp": batch_pred.reshape(len(batch.names), -1, batch_pred.shape[-1]).sum(1).sum(-1)
@@ -88,8 +107,37 @@ def batch_panel(truth, pred, settings: Settings, edits: Edits) -> None:
         "Dice (mean over classes)": [widgets.shown(v) for v in dice.mean(-1)],
     }), hide_index=True, key="batch_table")
     for case in losses.degenerate_cases(batch_truth, batch_pred, smooth=settings.smooth,
-                                        epsilon=settings.epsilon, per_image=True):
+                                        epsilon=settings.epsilon, per_image=True,
+                                        image_names=[n.split(":")[0] for n in names]):
         st.info(case.message)
+
+
+BATCH_ROW = 6  # pictures a row in the batch view
+FRAME_GREY = 173  # a frame round each picture: an empty image is all pale otherwise
+
+
+def batch_names(names) -> list[str]:
+    """The batch's images as the page names them, counted from 1: "image 1: current pair",
+    "image 2: coins", …, "image 4: empty"."""
+    shown = {"current": "current pair"}
+    return [f"image {i}: {shown.get(name, name)}" for i, name in enumerate(names, 1)]
+
+
+def _batch_pictures(names, batch_truth, batch_pred) -> None:
+    """Each image of the batch, truth against hard prediction (true positives, false
+    positives, false negatives), named as in the table."""
+    st.caption("Truth vs prediction at 0.5 (argmax for several classes), any class as "
+               "foreground: " + " · ".join(f"{kind} {colour}" for kind, colour in (
+                   ("true positives", "blue"), ("false positives", "orange"),
+                   ("false negatives", "purple"))))
+    for start in range(0, len(names), BATCH_ROW):
+        for column, b in zip(st.columns(BATCH_ROW), range(start, min(start + BATCH_ROW,
+                                                                     len(names)))):
+            truth_fg = predictions.hard_labels(batch_truth[b]) > 0
+            pred_fg = predictions.hard_labels(batch_pred[b]) > 0
+            picture = charts.overlay_picture(truth_fg, pred_fg)
+            framed = np.pad(picture, ((2, 2), (2, 2), (0, 0)), constant_values=FRAME_GREY)
+            column.image(charts.png_bytes(framed), caption=names[b], width="stretch")
 
 
 @st.cache_data(show_spinner="Sweeping…", max_entries=32)
@@ -100,40 +148,52 @@ def _sweeps(truth_labels, truth, pred, pred_labels, settings: Settings, picked: 
             if pred_labels is not None else None)
 
 
+def sweep_losses(chosen: str, picked) -> tuple[str, ...]:
+    """The losses a sweep draws: the others picked, then the chosen loss, always, last so
+    that it is drawn on top (Tversky with α = β = ½ would hide under Dice otherwise)."""
+    return (*(key for key in picked if key != chosen), chosen)
+
+
 def sweep_panel(truth_labels, truth, pred, settings: Settings, edits: Edits) -> None:
-    picked = tuple(st.multiselect("Losses", list(LOSS_LABELS), format_func=LOSS_LABELS.get,
-                                  **state.with_default("sweep_losses")))
-    if not picked:
-        st.info("Pick at least one loss.")
-        return
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    picked = sweep_losses(settings.loss, c1.multiselect(
+        "Losses beside the chosen one", list(LOSS_LABELS), format_func=LOSS_LABELS.get,
+        **state.with_default("sweep_losses")))
+    log_y = c2.toggle("Log y axis", **state.with_value("sweep_log_y"),
+                      help="Lovász reaches about 5 where the Dice family stays below 1: on a "
+                           "log axis every curve keeps its shape.")
     pred_labels = predictions.hard_labels(pred[0])
     smooth_curve, size_curve, confidence_curve = _sweeps(truth_labels, truth, pred, pred_labels,
                                                          settings, picked)
+    st.caption(f"The chosen loss, {LOSS_LABELS[settings.loss]}, is always drawn, on top; "
+               "each loss keeps its colour on every chart. "
+               + ("The y axes are logarithmic: equal steps are equal ratios, and a loss of "
+                  "exactly 0 leaves a gap." if log_y else
+                  "Linear y axes: turn on 'Log y axis' when one loss flattens the others."))
+    colors = {LOSS_LABELS[key]: charts.LOSS_COLORS[key] for key in picked}
 
     def curves(data, suffix=""):
         return {LOSS_LABELS[k]: data[k + suffix] for k in picked}
 
+    def figure(x, data, **keywords):
+        return charts.sweep_figure(x, data, colors=colors, log_y=log_y, **keywords)
+
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.sweep_figure(smooth_curve["smooth"], curves(smooth_curve),
-                                        current=settings.smooth, x_title="smooth",
-                                        y_title="loss", log_x=True, title="Loss vs smooth"),
-                    key="sweep_smooth")
+    c1.plotly_chart(figure(smooth_curve["smooth"], curves(smooth_curve), current=settings.smooth,
+                           x_title="smooth", y_title="loss", log_x=True,
+                           title="Loss vs smooth"), key="sweep_smooth")
     if confidence_curve is not None:
-        c2.plotly_chart(charts.sweep_figure(confidence_curve["confidence"],
-                                            curves(confidence_curve), current=edits.confidence,
-                                            x_title="confidence of the prediction",
-                                            y_title="loss", title="Loss vs confidence"),
+        c2.plotly_chart(figure(confidence_curve["confidence"], curves(confidence_curve),
+                               current=edits.confidence, x_title="confidence of the prediction",
+                               y_title="loss", title="Loss vs confidence"),
                         key="sweep_confidence")
     c3, c4 = st.columns(2)
-    c3.plotly_chart(charts.sweep_figure(size_curve["radius"], curves(size_curve),
-                                        x_title="object radius (px), prediction 2 px off",
-                                        y_title="loss", log_x=True,
-                                        title="Small objects: loss vs size"),
-                    key="sweep_size")
-    c4.plotly_chart(charts.sweep_figure(size_curve["radius"], curves(size_curve, ":grad"),
-                                        x_title="object radius (px)",
-                                        y_title="mean |∂L/∂p| on the object", log_x=True,
-                                        title="Small objects: gradient per pixel"),
+    c3.plotly_chart(figure(size_curve["radius"], curves(size_curve),
+                           x_title="object radius (px), prediction 2 px off", y_title="loss",
+                           log_x=True, title="Small objects: loss vs size"), key="sweep_size")
+    c4.plotly_chart(figure(size_curve["radius"], curves(size_curve, ":grad"),
+                           x_title="object radius (px)", y_title="mean |∂L/∂p| on object",
+                           log_x=True, title="Small objects: gradient per pixel"),
                     key="sweep_size_grad")
 
 
@@ -171,8 +231,12 @@ def code_panel(truth, pred, settings: Settings) -> None:
 
 def lovasz_panel(truth, pred, settings: Settings) -> None:
     """The Lovász extension on a small copy of the masks, one sorted pixel at a time."""
+    def fit_step():  # a smaller mask has fewer pixels to take
+        st.session_state["lovasz_step"] = min(state.current("lovasz_step"),
+                                              st.session_state["lovasz_side"] ** 2)
+
     c1, c2, c3 = st.columns(3)
-    side = c1.select_slider("Small mask side (px)", [6, 8, 12, 16, 24],
+    side = c1.select_slider("Small mask side (px)", [6, 8, 12, 16, 24], on_change=fit_step,
                             **state.with_value("lovasz_side"),
                             help="The masks area-averaged down; the truth stays hard.")
     binary = settings.num_classes == 2
@@ -183,8 +247,11 @@ def lovasz_panel(truth, pred, settings: Settings) -> None:
     steps = analysis.lovasz_steps(small_truth, small_pred, kind="hinge" if binary else "softmax",
                                   channel=channel)
     count = len(steps["errors"])
-    step = c3.slider("Step (pixels taken, largest error first)", 1, count,
-                     **state.with_value("lovasz_step", range(1, count + 1))) - 1
+    taken = c3.slider("Pixels taken (largest error first)", 1, count,
+                      **state.with_value("lovasz_step"),
+                      help="Step through the sorted pixels one at a time; the last is the "
+                           "full loss.")
+    step = taken - 1  # the figures take the 0-based index of the last pixel taken
     st.caption(
         ("Hinge errors 1 − z·(2g − 1) on the logits z" if binary else
          f"Errors |g − p| of class {channel}")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import traceback
 from contextlib import contextmanager
 
@@ -20,6 +19,7 @@ from explorer.ui.state import GRADIENT_SCALES
 LOG_GRID = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0,
             30.0, 100.0, 300.0, 1000.0)
 LOG = logging.getLogger("explorer")
+WEIGHTS_PER_ROW = 3  # class weight inputs a row: readable in a 250 px column
 
 
 def view_picker(label: str, views: list[str], *, key: str) -> str:
@@ -45,10 +45,12 @@ def figure_or_picture(figure, picture, *, key: str, caption: str) -> None:
         st.image(charts.png_bytes(picture()), caption=caption, width="stretch")
 
 
-def gradient_scale(maps) -> tuple[list[float], bool]:
+def gradient_scale(maps, view: str = "stage") -> tuple[list[float], bool]:
     """The colour-scale half-width of each gradient map shown together, and whether the
     scale is symmetric log: one per map, one shared by all, or the shared one locked when
-    the lock was set (so a change that shrinks the push shows as paler colours)."""
+    the lock was set (so a change that shrinks the push shows as paler colours). Each
+    ``view`` (the stage, the compare panels) keeps its own lock: the stage's one map would
+    otherwise saturate the compare panels' larger pushes."""
     mode = state.current("gradient_scale")
     own = [charts.gradient_limit(m) for m in maps]
     if mode != GRADIENT_SCALES[2]:
@@ -56,8 +58,8 @@ def gradient_scale(maps) -> tuple[list[float], bool]:
     if mode == GRADIENT_SCALES[0]:
         return own, bool(state.current("gradient_log"))
     shared = max(own, default=1e-12)
-    if mode == GRADIENT_SCALES[2]:
-        shared = st.session_state.setdefault(state.GRADIENT_LOCK, shared)
+    if mode == GRADIENT_SCALES[2]:  # {view: half-width when locked}
+        shared = st.session_state.setdefault(state.GRADIENT_LOCK, {}).setdefault(view, shared)
     return [shared] * len(own), bool(state.current("gradient_log"))
 
 
@@ -118,17 +120,16 @@ def panel(name: str):
             st.code(traceback.format_exc())
 
 
-def _nearest(value: float) -> float:
-    if value <= 0:
-        return 0.0
-    positive = np.array(LOG_GRID[1:])
-    return float(positive[np.argmin(np.abs(np.log10(positive) - math.log10(value)))])
+def log_stops(value: float) -> list[float]:
+    """The log slider's stops: ``LOG_GRID`` with the exact ``value`` added where it falls,
+    so the slider always shows the number typed (0.5 sits between 0.3 and 1)."""
+    return sorted({*LOG_GRID, float(value)})
 
 
 def log_number(label: str, key: str, help: str) -> float:
     """A log-scale slider with an exact 0, and a number input for exact values; the
-    number input is the value (and the one in the URL), the slider moves it to the
-    nearest grid point and follows it."""
+    number input is the value (and the one in the URL). The slider moves it along the grid
+    and shows it exactly: a typed value off the grid becomes one more stop."""
     grid_key = key + "_grid"
     slider_slot = st.container()  # the slider shows above but is drawn after the number
 
@@ -138,8 +139,8 @@ def log_number(label: str, key: str, help: str) -> float:
     value = st.number_input(f"{label}, exact", min_value=0.0, max_value=1e6,
                             **state.with_value(key), format="%g", step=0.1,
                             label_visibility="collapsed")
-    st.session_state[grid_key] = _nearest(value)
-    slider_slot.select_slider(label, options=LOG_GRID, **state.keyed(grid_key),
+    st.session_state[grid_key] = float(value)
+    slider_slot.select_slider(label, options=log_stops(value), **state.keyed(grid_key),
                               on_change=from_slider,
                               format_func=lambda v: "0" if v == 0 else f"{v:g}", help=help)
     return float(value)
@@ -155,21 +156,25 @@ def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
                         "the penalty softens.")
     epsilon = log_number("epsilon", "epsilon",
                          "Added to the denominator only: it just guards 0/0.")
-    c1, c2 = st.columns(2)
+    # check boxes side by side at their full width, wrapping in a narrow column: labels
+    # in half a column were cut ("Squared …")
+    boxes = st.container(horizontal=True)
     # the L1 intersection and the squared denominator together would score above 1: one
     # locks the other (never both locked, so a link asking for both can be undone)
     soft_on = bool(state.current("soft_label"))
     squared_on = bool(state.current("squared"))
-    squared = c1.checkbox("Squared denominator", **state.with_value("squared"),
-                          disabled=soft_on and not squared_on,
-                          help="V-Net: Σp² + Σg². Not with soft labels (L1)." if not soft_on
-                          else "Off while 'Soft labels (L1)' is on: together they exceed 1.")
-    per_image = c2.checkbox("Per image", **state.with_value("per_image"),
-                            help="Dice per image, then the mean; off: sums over the whole batch.")
-    soft_label = c1.checkbox("Soft labels (L1)", **state.with_value("soft_label"),
-                             disabled=squared and not soft_on,
-                             help="Intersection Σ(p+g−|p−g|)/2: a soft target matches itself.")
-    threshold = c2.slider("Threshold", 0.0, 1.0, step=0.01, **state.with_value("threshold"),
+    squared = boxes.checkbox("Squared denominator", **state.with_value("squared"),
+                             disabled=soft_on and not squared_on,
+                             help="V-Net: Σp² + Σg². Not with soft labels (L1)." if not soft_on
+                             else "Off while 'Soft labels (L1)' is on: together they exceed 1.")
+    per_image = boxes.checkbox("Per image", **state.with_value("per_image"),
+                               help="Dice per image, then the mean; off: sums over the whole "
+                                    "batch.")
+    soft_label = boxes.checkbox("Soft labels (L1)", **state.with_value("soft_label"),
+                                disabled=squared and not soft_on,
+                                help="Intersection Σ(p+g−|p−g|)/2: a soft target matches "
+                                     "itself.")
+    threshold = st.slider("Threshold", 0.0, 1.0, step=0.01, **state.with_value("threshold"),
                           help="For the hard metrics (argmax with several classes).")
     class_weights, normalize, include_background = None, True, True
     if num_classes > 2:
@@ -221,17 +226,24 @@ def _class_weight_widgets(num_classes: int, truth_labels: np.ndarray):
     for key in keys:  # defaults in the session, never value=: the buttons set these keys
         st.session_state.setdefault(key, state.default(key))
     st.caption("Class weights")
-    columns = st.columns(num_classes)
+    # three to a row: six in one row of a narrow column left "clas / s 0" and slivers
+    cells = [cell for _ in range(0, num_classes, WEIGHTS_PER_ROW)
+             for cell in st.columns(WEIGHTS_PER_ROW)]
     weights = tuple(
-        float(col.number_input(f"class {c}", min_value=0.0, max_value=1000.0, step=0.1,
-                               **state.keyed(keys[c]), format="%g"))
-        for c, col in enumerate(columns))
-    b1, b2 = st.columns(2)
-    b1.button("Inverse frequency", on_click=inverse_frequency, **state.keyed("inverse_frequency"),
-              help="w = 1 / class frequency in the truth, scaled to mean 1.")
-    b2.button("All 1", on_click=reset, **state.keyed("weights_reset"))
-    c1, c2 = st.columns(2)
-    normalize = c1.checkbox("Normalise (Σw·L / Σw)", **state.with_value("normalize_weights"))
-    include_background = c2.checkbox("Include background",
-                                     **state.with_value("include_background"))
+        float(cell.number_input(f"class {c}", min_value=0.0, max_value=1000.0, step=0.1,
+                                **state.keyed(keys[c]), format="%g"))
+        for c, cell in zip(range(num_classes), cells))
+    buttons = st.container(horizontal=True)
+    buttons.button("Inverse frequency", on_click=inverse_frequency,
+                   **state.keyed("inverse_frequency"),
+                   help="w = 1 / class frequency in the truth, scaled to mean 1.")
+    buttons.button("All 1", on_click=reset, **state.keyed("weights_reset"))
+    boxes = st.container(horizontal=True)
+    normalize = boxes.checkbox("Normalise weights", **state.with_value("normalize_weights"),
+                               help="On: Σ w·L / Σ w, a weighted mean. Off: Σ w·L, as seed "
+                                    "000's weighted loss.")
+    include_background = boxes.checkbox("Include background",
+                                        **state.with_value("include_background"),
+                                        help="Class 0 counts in the loss (off: MONAI's "
+                                             "include_background=False).")
     return weights, normalize, include_background
