@@ -449,10 +449,15 @@ def test_png_bytes_round_trip_exactly():
 
 @pytest.mark.parametrize("side", [1, 7, 100, 120, 129, 256, 300, 1000])
 def test_pictures_are_never_wider_than_shown(side):
-    """Wider than the page shows it, Streamlit would resample it and blur the cells."""
-    from explorer.ui.explore import PICTURE_WIDTH
+    """Pictures go out at most PICTURE_SIDE wide and are shown stretched to their column
+    (``width="stretch"``: Streamlit sends them as they are, the browser scales them with
+    sharp cells), so the server never resamples them and blurs the cells."""
+    import inspect
+
+    from explorer.ui import widgets
     image = charts.mask_picture(np.zeros((side, side), np.int32), num_classes=2)
-    assert charts.PICTURE_SIDE // 2 <= image.shape[1] <= charts.PICTURE_SIDE <= PICTURE_WIDTH
+    assert charts.PICTURE_SIDE // 2 <= image.shape[1] <= charts.PICTURE_SIDE
+    assert 'width="stretch"' in inspect.getsource(widgets.figure_or_picture)
 
 
 # ------------------------------------------------ training curves, thumbnails, strips

@@ -98,15 +98,15 @@ def test_a_failing_panel_is_contained(monkeypatch, caplog):
     from explorer import analysis
 
     def boom(*args, **kwargs):
-        raise RuntimeError("boom in the gradient summary")
+        raise RuntimeError("boom in the gradient note")
 
-    monkeypatch.setattr(analysis, "gradient_regions", boom)
+    monkeypatch.setattr(analysis, "piecewise_note", boom)
     at = AppTest.from_file(APP, default_timeout=180)
     with caplog.at_level("ERROR", logger="explorer"):
         at.run()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        "Gradient could not be shown: boom in the gradient summary"]
+        "Gradient could not be shown: boom in the gradient note"]
     assert any(x.label == "Details" for x in at.expander)
     assert at.metric[0].value == "0.368159"  # the numbers panel is untouched
     assert "panel 'Gradient' failed" in caplog.text and "RuntimeError" in caplog.text
