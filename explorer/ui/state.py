@@ -64,7 +64,7 @@ SHARED = {
     "main_tabs": "Explore", "scenario": NONE, "presenter": False, "guess": False,
     "hover_values": False,
     **{f"{side}_{key}": value for side in SIDES for key, value in (
-        ("shape_class", 1), ("blob_count", 4), ("blob_seed", 0))},
+        ("blob_count", 4), ("blob_seed", 0))},
     "truth_background": "none",
     "truth_gallery": lambda names: names[0],
     # the second sample, so that truth and prediction differ
