@@ -8,10 +8,10 @@ three warm-up changes. One change is timed in the page, from the keydown until t
 script state has gone to ``running`` and back to ``notRunning`` and two animation frames
 have passed (a MutationObserver on ``data-test-script-state`` catches brief runs).
 
-Measured here, at the default 256x256 masks: the loss-settings "smooth" select_slider (in an
-``st.fragment``: a fragment rerun) and "Shift x (px)" (the Explore tab's own fragment, larger).
-Prints a machine line, a table (median and p90 ms, ratio to the baseline median) and the smooth
-slider's ratio.
+Measured here, at the default 256x256 masks: the loss-settings "smooth" select_slider, the
+truth's "Centre x" slider (a new truth mask) and the prediction's "Shift x (px)"; each reruns
+the Explore page's fragment (the stage, the controls, the view below). Prints a machine line,
+a table (median and p90 ms, ratio to the baseline median) and the worst ratio.
 No timing is asserted anywhere. Needs Playwright (python) and a Chromium binary.
 """
 
@@ -44,8 +44,9 @@ BASELINE_APP = 'import streamlit as st\n\nst.slider("x", 0, 1000, 0, key="x")\n'
 # (app, slider label as shown, the aria-label of its range input)
 SLIDERS = (
     ("baseline", "x", "x"),
-    ("app", "smooth (fragment)", "smooth"),
-    ("app", "Shift x (px) (Explore)", "Shift x (px)"),
+    ("app", "smooth", "smooth"),
+    ("app", "truth's Centre x", "Centre x"),
+    ("app", "Shift x (px)", "Shift x (px)"),
 )
 
 # Installed before the page loads: reads the top-level fields of each ForwardMsg on
@@ -331,8 +332,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     rows, version = measure(args.changes)
     print(machine_line(version))
     print(format_table(rows))
-    smooth = next(r for r in rows if r.slider.startswith("smooth"))
-    print(f"ratio (smooth slider) = {smooth.ratio:.2f}, target <= {TARGET:g} (aim {AIM:g})")
+    worst = max((r for r in rows if r.app == "app"), key=lambda r: r.ratio)
+    print(f"worst ratio ({worst.slider}) = {worst.ratio:.2f}, target <= {TARGET:g} "
+          f"(aim {AIM:g})")
     return rows
 
 
