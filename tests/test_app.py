@@ -125,8 +125,9 @@ def test_both_empty_with_smooth_zero_is_explained_not_nan(at):
     at.slider(key="blur").set_value(0.0)
     at.number_input(key="smooth").set_value(0.0)
     _run(at)
-    assert at.metric[0].value == "undefined (0/0)"
-    assert any("0/0" in w.value and "both empty" in w.value for w in at.warning)
+    assert (at.metric[0].label, at.metric[0].value) == ("Dice loss: undefined", "0/0")
+    assert any(w.value.startswith("this image: undefined (0/0)") and "both empty" in w.value
+               for w in at.warning)
     at.number_input(key="epsilon").set_value(1e-6)
     _run(at)
     assert at.metric[0].value == "1.000000"  # a perfect empty prediction punished

@@ -68,7 +68,7 @@ def test_perfect_overlap_scores_zero(at):
 
 def test_empty_scenario_is_undefined_and_explained(at):
     _scenario(at, "empty")
-    assert _chosen(at) == "undefined (0/0)"
+    assert (at.metric[0].label, _chosen(at)) == ("Dice loss: undefined", "0/0")
     assert any("0/0" in w.value for w in at.warning)
     at.number_input(key="smooth").set_value(1.0)
     _run(at)

@@ -221,7 +221,10 @@ def _value(truth, pred, settings: Settings, chosen) -> bool:
     """The chosen loss's value, large; with 'Guess first', the guess box until revealed."""
     if teach.guessing() and not _guess(chosen, settings, _fingerprint(truth, pred, settings)):
         return False
-    st.metric(chosen.label, widgets.shown(chosen.value, chosen.refused))
+    if math.isnan(chosen.value) and not chosen.refused:  # short enough for the large font
+        st.metric(f"{chosen.label}: undefined", "0/0")
+    else:
+        st.metric(chosen.label, widgets.shown(chosen.value, chosen.refused))
     return True
 
 
@@ -244,7 +247,8 @@ def _notes(truth, pred, settings: Settings, chosen) -> None:
                                         epsilon=settings.epsilon, squared=settings.squared,
                                         per_image=settings.per_image,
                                         include_background=settings.include_background,
-                                        soft_label=settings.soft_label):
+                                        soft_label=settings.soft_label,
+                                        image_names=["this image"]):
         (st.warning if case.kind in ("undefined", "empty_scores_zero") else st.info)(
             case.message)
     formula = analysis.loss_formula(truth, pred, settings)
