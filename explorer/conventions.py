@@ -4,8 +4,9 @@
 the same masks because the libraries disagree on smoothing, on the reduction (per image
 or whole batch), on whether classes are pooled, and on classes missing from the truth.
 :func:`translate` maps each library's default ``DiceLoss`` onto ``explorer.losses``
-keywords (plus a named extra step where a library does something our ``dice_loss`` has
-no keyword for), computes its value on the given masks with ``explorer.losses``, and
+keywords (smp's zero loss for a class absent from the truth is ``empty="zero"``; a named
+extra step only where our ``dice_loss`` has no keyword: pooling the channels, smp's
+denominator floor), computes its value on the given masks with ``explorer.losses``, and
 says in a sentence or two why it differs, for these masks.
 
 Checked against the sources (MONAI 1.6.1 ``monai/losses/dice.py`` and ``utils.py``;
@@ -54,10 +55,12 @@ SEED_001_SMOOTH = 1.0
 
 # extra steps, named in ``Translation.mapped`` next to the dice_loss keywords
 POOL_CLASSES = "pool_classes"  # all channels flattened into one before the sums
-ABSENT_CLASSES_ZERO = "absent_classes_zero"  # loss 0 where the truth sum is 0, still averaged
+# loss 0 where the truth sum is 0, still averaged: dice_loss(empty="zero") now; the name is
+# still read by evaluate() for mappings written before the keyword
+ABSENT_CLASSES_ZERO = "absent_classes_zero"
 DENOMINATOR_FLOOR = "denominator_floor"  # P + G + smooth + epsilon clamped to at least this
 EXTRA_STEPS = (POOL_CLASSES, ABSENT_CLASSES_ZERO, DENOMINATOR_FLOOR)
-_SMP_KEYWORDS = {"smooth", "epsilon", "per_image", "soft_label", "squared"}
+_SMP_KEYWORDS = {"smooth", "epsilon", "per_image", "soft_label", "squared", "empty"}
 
 _CLOSE = 1e-9  # two rows "give the same number" within this (relative)
 
@@ -100,21 +103,24 @@ def evaluate(y_true, y_pred, mapped: dict) -> float:
     """The loss that ``mapped`` (a :class:`Translation`'s settings) gives on these masks.
 
     The ``dice_loss`` keywords go to :func:`explorer.losses.dice_loss`; the extra steps
-    ``pool_classes``, ``absent_classes_zero`` and ``denominator_floor`` are applied
-    around :func:`explorer.losses.per_class_dice` and :func:`explorer.losses.overlap_sums`.
+    ``pool_classes`` and ``denominator_floor`` are applied around
+    :func:`explorer.losses.per_class_dice` and :func:`explorer.losses.overlap_sums`
+    (``absent_classes_zero``, the older name of ``empty="zero"``, is read as that keyword).
     """
     keywords = {k: v for k, v in mapped.items() if k not in EXTRA_STEPS}
+    if mapped.get(ABSENT_CLASSES_ZERO):
+        keywords["empty"] = "zero"
     g, p = _as_arrays(y_true, y_pred)
     if mapped.get(POOL_CLASSES):
         g, p = _pooled(g), _pooled(p)
-    zero_absent = bool(mapped.get(ABSENT_CLASSES_ZERO))
     floor = float(mapped.get(DENOMINATOR_FLOOR, 0.0))
-    if not zero_absent and floor == 0:
+    if floor == 0:
         return float(losses.dice_loss(g, p, **keywords))
     unsupported = sorted(set(keywords) - _SMP_KEYWORDS)
-    if unsupported:
-        raise ValueError(f"{ABSENT_CLASSES_ZERO}/{DENOMINATOR_FLOOR} take only "
-                         f"{sorted(_SMP_KEYWORDS)}, got also {unsupported}")
+    if unsupported or keywords.get("empty", "smooth") not in ("smooth", "zero"):
+        raise ValueError(f"{DENOMINATOR_FLOOR} takes only {sorted(_SMP_KEYWORDS)} (empty "
+                         f"'smooth' or 'zero'), got also {unsupported or keywords['empty']}")
+    zero_absent = keywords.pop("empty", "smooth") == "zero"
     smooth = float(keywords.get("smooth", 1.0))
     epsilon = float(keywords.get("epsilon", 0.0))
     dice = losses.per_class_dice(g, p, **keywords).numpy()
@@ -400,7 +406,7 @@ def _conventions(f: _Facts) -> list[tuple]:
          rf"{mean_c}[G_c > 0]\Big(1 - \frac{{2I_c}}{{\max(P_c + G_c,\ {latex_number(2 * SMP_EPS)})}}\Big),"
          r"\ I_c = \sum \tfrac{p + g - |p - g|}{2}",
          {"smooth": 0.0, "epsilon": 0.0, "per_image": False, "soft_label": True,
-          ABSENT_CLASSES_ZERO: True, DENOMINATOR_FLOOR: 2 * SMP_EPS},
+          "empty": "zero", DENOMINATOR_FLOOR: 2 * SMP_EPS},
          _why_smp),
         ("keras", "Keras 3 keras.losses.Dice()", "keras.losses.Dice()",
          rf"1 - {_dicelatex_number('', 0, KERAS_EPSILON)}\quad\text{{(one sum over the whole tensor)}}",
@@ -469,6 +475,8 @@ def _ours(kw, f, value, rows):
         said.append("class weights" + ("" if full["normalize_weights"] else " (not normalized)"))
     if not full["include_background"] and f.classes > 1:
         said.append("background left out")
+    if full.get("empty", "smooth") != "smooth":
+        said.append(f"empty classes '{full['empty']}'")
     why = f"Your settings: {', '.join(said)}."
     if math.isnan(value):
         why += (" Undefined (0/0): a mask pair is empty in truth and prediction with smooth = "

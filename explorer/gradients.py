@@ -4,8 +4,14 @@
 work is a compiled ``tf.function`` per (loss, structural settings): the mask size
 is a ``None`` dimension (a new size does not retrace), and numeric settings
 (smooth, epsilon, alpha, weights, ...) are tensor arguments, so moving a slider
-does not retrace either. Only switches (``squared``, ``per_image``, ...), the
-number of classes, the rank and the dtype pick a different compiled function.
+does not retrace either. Only switches (``squared``, ``per_image``, ``from_logits``,
+``empty``, ...), the number of classes, the rank and the dtype pick a different compiled
+function.
+
+``y_pred`` is always probabilities here. A loss that reads logits (``from_logits=True``, or
+``lovasz_hinge`` by default) gets the logits behind them (:func:`probabilities_to_logits`),
+so its value is the same up to the clip of 0 and 1, while its gradient w.r.t. the logits
+flows through ``log_sigmoid`` / ``log_softmax`` instead of a clip.
 """
 
 from __future__ import annotations
@@ -54,9 +60,16 @@ def _is_numeric(value) -> bool:
     return array.dtype != object and np.issubdtype(array.dtype, np.number)
 
 
+def _graph_logits(probs):
+    """In the graph: the logits behind probabilities, as :func:`probabilities_to_logits`."""
+    if probs.shape[-1] == 1:
+        return losses.probability_logits(probs)
+    return tf.math.log(losses.clip_probabilities(probs))
+
+
 def _build(loss_name, wrt, rank, channels, dtype, static, numeric_shapes):
     fn = losses.LOSSES[loss_name]
-    takes_logits = loss_name in losses.TAKES_LOGITS
+    takes_logits = losses.takes_logits(loss_name, static)
     mask_spec = tf.TensorSpec([None] * (rank - 1) + [channels], dtype)
     numeric_spec = {k: tf.TensorSpec(shape, dtype) for k, shape in numeric_shapes}
 
@@ -71,7 +84,7 @@ def _build(loss_name, wrt, rank, channels, dtype, static, numeric_shapes):
             else:
                 probs = x
             if takes_logits:
-                arg = x if wrt == "logits" else losses.probability_logits(probs)
+                arg = x if wrt == "logits" else _graph_logits(probs)
             else:
                 arg = probs
             value = fn(y_true, arg, **static, **numeric)
@@ -102,7 +115,9 @@ def loss_value(loss_name, y_true, y_pred, **loss_keywords) -> float:
 def loss_values(requests, y_true, y_pred) -> list[float]:
     """Values of several losses on the same masks in one compiled call (a table of
     numbers): ``requests`` is a list of ``(loss_name, keywords)``."""
-    g, p = losses.prepare_inputs(y_true, y_pred)  # once for all; the graph skips the checks
+    # checked once per ignore_index mark (usually none) for all; the graph skips the checks
+    for mark in dict.fromkeys([kw.get("ignore_index") for _, kw in requests] or [None]):
+        g, p = losses.prepare_inputs(y_true, y_pred, ignore_index=mark)
     parts = [_split(name, keywords, g.dtype) for name, keywords in requests]
     key = ("values", p.shape.rank, p.shape[-1], g.dtype.name,
            tuple((name, signature) for (name, _), (_, _, signature) in zip(requests, parts)))
@@ -127,7 +142,7 @@ def _build_values(named_statics, numeric_shapes, rank, channels, dtype):
         _traces += 1  # runs at trace time only
         out = []
         for (name, static), numeric in zip(named_statics, numerics):
-            arg = losses.probability_logits(probs) if name in losses.TAKES_LOGITS else probs
+            arg = _graph_logits(probs) if losses.takes_logits(name, static) else probs
             out.append(tf.cast(losses.LOSSES[name](y_true, arg, **static, **numeric), dtype))
         return tf.stack(out)
 
@@ -148,7 +163,8 @@ def _split(loss_name, loss_keywords, dtype):
 
 def _call(loss_name, y_true, y_pred, wrt, loss_keywords):
     """Validate once, eagerly, then run the compiled value-and-gradient function."""
-    g, p = losses.prepare_inputs(y_true, y_pred)  # the compiled graph skips these checks
+    g, p = losses.prepare_inputs(  # the compiled graph skips these checks
+        y_true, y_pred, ignore_index=loss_keywords.get("ignore_index"))
     static, numeric, signature = _split(loss_name, loss_keywords, g.dtype)
     rank, channels = p.shape.rank, p.shape[-1]
     key = (loss_name, wrt, rank, channels, g.dtype.name, signature)

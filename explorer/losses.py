@@ -24,6 +24,61 @@ Reductions: ``per_image=True`` scores each image, then averages over the batch;
 Classes are combined as ``sum_c w_c L_c / sum_c w_c`` (or ``sum_c w_c L_c`` when
 ``normalize_weights=False``).
 
+Options the peers' losses take (MONAI, segmentation_models_pytorch "smp", torch, Keras):
+
+* ``from_logits=True`` (every loss): ``y_pred`` are logits ``z``, ``p = sigmoid(z)`` for one
+  channel and ``p = softmax(z)`` over several. Cross-entropy and focal use ``log_sigmoid`` /
+  ``log_softmax`` of ``z`` (exact for any finite ``z``, no clipping); the region losses and
+  Lovasz-Softmax use ``sigmoid`` / ``softmax``. ``lovasz_hinge`` takes logits by default
+  (``from_logits=True``); with ``from_logits=False`` it takes probabilities and turns them
+  into clipped logits (:func:`probability_logits`). :func:`takes_logits` says which.
+* ``ignore_index`` (every loss): a truth value outside [0, 1] (such as 255 or -1) marking
+  pixels to leave out, as torch's and smp's ``ignore_index``. A pixel whose ``y_true``
+  equals it in any channel contributes to no sum and to no count: its ``p`` and ``g`` are 0
+  in I, P and G, it is not in a cross-entropy or focal mean, and Lovasz sorts it out.
+* ``class_weights`` on ``binary_crossentropy`` and ``focal_loss``: torch's weighted mean
+  ``sum_i w[y_i] l_i / sum_i w[y_i]`` over the batch's pixels (``CrossEntropyLoss(weight=w)``
+  with mean reduction), ``l_i`` the pixel's loss and ``w[y_i] = sum_c w_c g_ic`` the weight of
+  its true class. One channel is two classes: ``w = [background, foreground]`` and
+  ``w[y_i] = w_0 (1 - g_i) + w_1 g_i``. (For the Dice family ``class_weights`` weigh the
+  per-class losses, as above.)
+* ``pos_weight`` on ``binary_crossentropy``: the positive term ``g log p`` times it (one
+  number, or one per channel), as torch's ``BCEWithLogitsLoss(pos_weight=...)``.
+* ``weight_type`` on ``generalized_dice_loss``: ``"square"`` ``w_c = 1/G_c^2`` (Sudre et al.,
+  the default), ``"simple"`` ``1/G_c``, ``"uniform"`` 1: MONAI's ``w_type``.
+* ``empty`` on the region losses (``dice_loss``, ``jaccard_loss``, ``tversky_loss``,
+  ``generalized_dice_loss``, and the Dice part of ``bce_dice_loss`` / ``bce_log_dice_loss``):
+  what an entry whose truth is empty scores. An entry is one (image, class), or one class when
+  ``per_image=False``; for generalized Dice it is one image (or the batch) whose truth holds
+  no kept class at all. The one table of the conventions:
+
+  =========  ====================================================  ========================
+  empty      an entry whose truth is empty (G = 0)                 who does this
+  =========  ====================================================  ========================
+  "smooth"   what smooth and epsilon make it: loss 0 if nothing    ours (the default), MONAI
+             is predicted and smooth > 0, 1 if smooth = 0 <        DiceLoss, segmentation_
+             epsilon, NaN at 0/0, near 1 when pixels are           models (Keras)
+             predicted (generalized Dice: every class weighs 1)
+  "zero"     loss 0 whatever is predicted, still in the mean       smp Dice/Jaccard/Tversky;
+                                                                   MONAI GeneralizedDice
+                                                                   (none present)
+  "one"      loss 1 whatever is predicted, in the mean             Keras 3 ``Dice``
+  "nan"      NaN whatever is predicted: undefined, and said so     MONAI DiceMetric's entry
+  "skip"     out of the class mean; an image with no entry left    MONAI DiceMetric's mean
+             is out of the batch mean; nothing left gives 0        (NaN entries left out)
+  =========  ====================================================  ========================
+
+  In the score (``dice_coefficient``, the ``-log`` of ``bce_log_dice_loss``) "zero" is a score
+  of 1 and "one" a score of 0.
+* ``sample_weight`` (the Keras classes): the classes return one value per image, whose batch
+  mean is the loss, and leave the reduction to Keras (``"sum_over_batch_size"``:
+  ``sum_b s_b L_b / B``; ``"mean_with_sample_weight"``: ``sum_b s_b L_b / sum_b s_b``).
+  Without ``sample_weight`` the value is the function's. Where a loss normalises over the
+  batch (``class_weights`` or ``ignore_index`` in cross-entropy and focal, ``empty="skip"``),
+  an image's value is its share: ``B`` times its part of the batch's sum over the batch's
+  normaliser. Losses with no value per image refuse ``sample_weight`` with a sentence
+  (``per_image=False``; ``bce_log_dice_loss``, whose ``-log`` is of the batch's mean Dice).
+
 What a user imports (``__all__``):
 
 * loss functions ``f(y_true, y_pred, **keywords) -> scalar``: ``dice_loss``,
@@ -37,7 +92,8 @@ What a user imports (``__all__``):
 * scores and diagnostics: ``dice_coefficient``, ``per_class_dice``, ``overlap_sums``,
   ``hard_metrics``, ``degenerate_cases`` (why a score is 0/0, in words);
 * checks and helpers: ``check_keywords``, ``check_settings``, ``loss_keywords``,
-  ``prepare_inputs``, ``clip_probabilities``, ``probability_logits``.
+  ``prepare_inputs``, ``clip_probabilities``, ``probability_logits``, ``takes_logits``;
+  the choices ``EMPTY_CONVENTIONS`` and ``WEIGHT_TYPES``.
 
 Example::
 
@@ -46,6 +102,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import NamedTuple
@@ -62,11 +119,14 @@ __all__ = [
     "LovaszHingeLoss", "LovaszSoftmaxLoss",
     "dice_coefficient", "per_class_dice", "overlap_sums", "hard_metrics", "degenerate_cases",
     "Degenerate", "check_keywords", "check_settings", "loss_keywords", "prepare_inputs",
-    "clip_probabilities", "probability_logits",
+    "clip_probabilities", "probability_logits", "takes_logits", "EMPTY_CONVENTIONS",
+    "WEIGHT_TYPES",
 ]
 
 PROB_CLIP = 1e-7  # like Keras' backend epsilon: BCE/focal clip p to [1e-7, 1 - 1e-7]
 LOVASZ_CLASSES = ("present", "all")
+EMPTY_CONVENTIONS = ("smooth", "zero", "one", "nan", "skip")  # `empty`: the docstring's table
+WEIGHT_TYPES = ("square", "simple", "uniform")  # generalized Dice's 1/G^2, 1/G, 1 (MONAI w_type)
 
 
 # --------------------------------------------------------------------------- checks
@@ -129,6 +189,41 @@ def _classes_rule(name, value):
         raise ValueError(f"{name} must be 'present' or 'all', got {value!r}")
 
 
+def _choice_rule(choices):
+    def check(name, value):
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                             f"got {value!r}")
+    return check
+
+
+def _pos_weight_rule(name, value):
+    # torch's pos_weight: None, one number >= 0, or one number >= 0 per channel
+    v = None if value is None else _concrete(value)
+    if v is None:
+        return
+    if v.ndim == 0:
+        _NONNEGATIVE(name, value)
+    elif v.ndim != 1 or v.size == 0 or v.dtype == bool or not np.issubdtype(v.dtype, np.number):
+        raise ValueError(f"{name} must be one number >= 0 or a 1-D list of numbers >= 0, one "
+                         f"per channel, got {value!r}")
+    elif not np.all(np.isfinite(v)) or np.any(v < 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def _ignore_index_rule(name, value):
+    v = None if value is None else _concrete(value)
+    if v is None:
+        return
+    if (v.dtype == bool or not np.issubdtype(v.dtype, np.number) or v.ndim != 0
+            or not np.isfinite(v)):
+        raise ValueError(f"{name} must be None or one finite number, got {value!r}")
+    if 0 <= float(v) <= 1:
+        # a value in [0, 1] is a label (or a soft label): the mark must be one no label takes
+        raise ValueError(f"{name} must be a truth value outside [0, 1] (such as 255 or -1), "
+                         f"which no label can take, got {value!r}")
+
+
 _NONNEGATIVE = _number_rule(0.0)
 _RULES = {
     "smooth": _NONNEGATIVE,
@@ -147,6 +242,10 @@ _RULES = {
     "include_background": _bool_rule,
     "soft_label": _bool_rule,
     "from_logits": _bool_rule,
+    "pos_weight": _pos_weight_rule,
+    "weight_type": _choice_rule(WEIGHT_TYPES),
+    "empty": _choice_rule(EMPTY_CONVENTIONS),
+    "ignore_index": _ignore_index_rule,
 }
 # where one keyword means something different in one function
 _RULE_OVERRIDES = {
@@ -219,12 +318,13 @@ def _compute_dtype(*arrays):
     return tf.float64 if tf.float64 in dtypes else tf.float32
 
 
-def prepare_inputs(y_true, y_pred, *, pred_is_probability=True):
+def prepare_inputs(y_true, y_pred, *, pred_is_probability=True, ignore_index=None):
     """Validate and convert ``(y_true, y_pred)`` to tensors of the compute dtype.
 
     Raises ``ValueError`` for a rank below 3, different shapes, NaN or infinities, and
     (checked only when the values are at hand, not inside a compiled graph) values
-    outside [0, 1] where probabilities are expected.
+    outside [0, 1] where probabilities are expected; ``y_true`` may also hold
+    ``ignore_index``, the mark of pixels left out.
     """
     dtype = _compute_dtype(y_true, y_pred)
     tensors = []
@@ -236,7 +336,7 @@ def prepare_inputs(y_true, y_pred, *, pred_is_probability=True):
                 f"{name} must be channels-last [B, H, W, C] (or [B, D, H, W, C]), "
                 f"got shape {t.shape}"
             )
-        _check_values(name, t, in_unit)
+        _check_values(name, t, in_unit, ignore_index if name == "y_true" else None)
         tensors.append(tf.cast(t, dtype))
     g, p = tensors
     if not g.shape.is_compatible_with(p.shape):
@@ -244,16 +344,20 @@ def prepare_inputs(y_true, y_pred, *, pred_is_probability=True):
     return g, p
 
 
-def _check_values(name, t, in_unit):
+def _check_values(name, t, in_unit, ignore_index=None):
     v = _concrete(t)
     if v is None or v.size == 0:
         return
     if v.dtype != bool and not np.all(np.isfinite(v)):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if in_unit and (v.min() < 0 or v.max() > 1):
+    mark = None if ignore_index is None else _concrete(ignore_index)
+    if mark is not None:
+        v = v[v != mark]  # the pixels marked to be left out
+    if in_unit and v.size and (v.min() < 0 or v.max() > 1):
         what = "labels (0/1 or soft)" if name == "y_true" else "probabilities"
+        also = f" (or ignore_index = {float(mark):g})" if mark is not None else ""
         raise ValueError(
-            f"{name} must hold {what} in [0, 1], got values from {v.min():g} to {v.max():g}"
+            f"{name} must hold {what} in [0, 1]{also}, got values from {v.min():g} to {v.max():g}"
         )
 
 
@@ -262,6 +366,88 @@ def _num(value, dtype):
         return tf.cast(value, dtype)
     # via numpy so a Python float keeps float64 precision in a float64 computation
     return tf.convert_to_tensor(np.asarray(value, dtype.as_numpy_dtype))
+
+
+def _loss_inputs(y_true, y_pred, from_logits, ignore_index):
+    """Validated ``(g, x, keep)``: the truth (0 where ignored), ``y_pred`` as given
+    (probabilities, or logits when ``from_logits``) and the counted pixels ``keep``
+    ([B, ..., 1], 1 or 0; None without ``ignore_index``)."""
+    g, x = prepare_inputs(y_true, y_pred, pred_is_probability=not from_logits,
+                          ignore_index=ignore_index)
+    if ignore_index is None:
+        return g, x, None
+    ignored = tf.reduce_any(tf.equal(g, _num(ignore_index, g.dtype)), axis=-1, keepdims=True)
+    g = tf.where(ignored, tf.zeros_like(g), g)
+    return g, x, 1 - tf.cast(ignored, g.dtype)
+
+
+def _probabilities(z):
+    """``sigmoid(z)`` for one channel, ``softmax(z)`` over several."""
+    return tf.sigmoid(z) if z.shape[-1] == 1 else tf.nn.softmax(z, axis=-1)
+
+
+def _log_probabilities(z):
+    """``(log p, log(1 - p))`` from the logits ``z``, exact for any finite ``z`` (no clip):
+    ``log_sigmoid(z), log_sigmoid(-z)`` for one channel; for several, ``log_softmax(z)`` and
+    ``log(1 - p_c) = logsumexp_{k != c} z_k - logsumexp_k z_k``."""
+    if z.shape[-1] == 1:
+        return tf.math.log_sigmoid(z), tf.math.log_sigmoid(-z)
+    channels = z.shape[-1]
+    # -inf on the diagonal leaves class c out of its own "others" sum (exp(-inf) = 0)
+    others = tf.constant(np.where(np.eye(channels) > 0, -np.inf, 0.0), z.dtype)
+    total = tf.reduce_logsumexp(z, axis=-1, keepdims=True)
+    rest = tf.reduce_logsumexp(z[..., tf.newaxis, :] + others, axis=-1)
+    return tf.nn.log_softmax(z, axis=-1), rest - total
+
+
+def _region_inputs(y_true, y_pred, from_logits, ignore_index):
+    """``(g, p)`` for the region losses: probabilities, and 0 in both at ignored pixels (as
+    smp does), so those pixels enter no sum."""
+    g, x, keep = _loss_inputs(y_true, y_pred, from_logits, ignore_index)
+    p = _probabilities(x) if from_logits else x
+    return g, (p if keep is None else p * keep)
+
+
+def _mean_of_samples(per_sample):
+    """The public loss: the mean of ``per_sample``'s values, which hold one row per image
+    along axis 0 (one row for a whole-batch loss) and whose mean over all axes is the loss
+    (an unweighted cross-entropy keeps its elements, so the mean is one reduction, as before).
+    The Keras classes call ``loss.per_sample`` through :func:`_image_means`, so that Keras'
+    reduction applies ``sample_weight``."""
+
+    @functools.wraps(per_sample)
+    def loss(*args, **keywords):
+        return tf.reduce_mean(per_sample(*args, **keywords))
+
+    loss.per_sample = per_sample
+    return loss
+
+
+def _image_means(values):
+    """[B, ...] values -> [B]: each image's mean (its row of a ``per_sample`` result)."""
+    rank = values.shape.rank
+    return values if rank == 1 else tf.reduce_mean(values, axis=list(range(1, rank)))
+
+
+def _row_shares(values, counted):
+    """[R] values whose mean is the mean of ``values`` over the ``counted`` rows (0 when no
+    row counts): ``R * value / count`` for a counted row, 0 for the others."""
+    counted = tf.cast(counted, values.dtype)
+    rows = tf.cast(tf.shape(values)[0], values.dtype)
+    return tf.math.divide_no_nan(rows * tf.math.multiply_no_nan(values, counted),
+                                 tf.reduce_sum(counted))
+
+
+_EMPTY_LOSS = {"zero": 0.0, "one": 1.0, "nan": np.nan}  # "smooth" keeps the formula, "skip" drops
+
+
+def _empty_entries(values, absent, empty, as_loss=True):
+    """``values`` with the ``absent`` entries set by the ``empty`` convention ("zero", "one",
+    "nan"; as a score "zero" is 1 and "one" 0)."""
+    if empty not in _EMPTY_LOSS:
+        return values
+    fill = _EMPTY_LOSS[empty] if as_loss else 1 - _EMPTY_LOSS[empty]
+    return tf.where(absent, tf.constant(fill, values.dtype), values)
 
 
 # ----------------------------------------------------------------------- core sums
@@ -323,27 +509,36 @@ def _class_weights(class_weights, channels, include_background, dtype):
     )
 
 
-def _combine_classes(per_class, weights, normalize_weights):
-    """[B, C] scores -> scalar: weighted over classes, then mean over images."""
+def _combine_classes(per_class, weights, normalize_weights, absent=None):
+    """[R, C] scores -> [R]: weighted over classes (the loss is their mean over images).
+
+    ``absent`` (``empty="skip"``): those entries leave the class sum and its weights; a row
+    with none left leaves the mean over images (see :func:`_row_shares`).
+    """
+    if absent is not None:
+        weights = weights * (1 - tf.cast(absent, weights.dtype))  # [R, C]
     # multiply_no_nan: a class weighted 0 contributes 0 even where its score is 0/0
     total = tf.reduce_sum(tf.math.multiply_no_nan(per_class, weights), axis=-1)
+    if absent is None:
+        return total / tf.reduce_sum(weights) if normalize_weights else total
     if normalize_weights:
-        total = total / tf.reduce_sum(weights)
-    return tf.reduce_mean(total)
+        total = tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=-1))
+    return _row_shares(total, tf.reduce_any(weights > 0, axis=-1))
 
 
 def _tversky_family(
     y_true, y_pred, name, *, alpha, beta, smooth, epsilon, squared, per_image,
     class_weights, normalize_weights, include_background, soft_label, gamma=1.0,
-    as_loss=True, dice=False,
+    from_logits=False, ignore_index=None, empty="smooth", as_loss=True, dice=False,
 ):
+    """Per-row values [R] (R = B per image, 1 for the whole batch) whose mean is the loss."""
     check_settings(
         name, alpha=alpha, beta=beta, smooth=smooth, epsilon=epsilon, gamma=gamma,
         squared=squared, per_image=per_image, class_weights=class_weights,
         normalize_weights=normalize_weights, include_background=include_background,
-        soft_label=soft_label,
+        soft_label=soft_label, from_logits=from_logits, ignore_index=ignore_index, empty=empty,
     )
-    g, p = prepare_inputs(y_true, y_pred)
+    g, p = _region_inputs(y_true, y_pred, from_logits, ignore_index)
     weights = _class_weights(class_weights, g.shape[-1], include_background, g.dtype)
     g, p = _drop_background(g, p, include_background)
     inter, pred_sum, true_sum = overlap_sums(g, p, squared=squared, per_image=per_image,
@@ -354,7 +549,12 @@ def _tversky_family(
     score = _tversky_index(inter, pred_sum, true_sum, _num(alpha, g.dtype), _num(beta, g.dtype),
                            smooth, epsilon)
     per_class = _focal_power(1 - score, _num(gamma, g.dtype)) if as_loss else score
-    return _combine_classes(per_class, weights, normalize_weights)
+    if empty == "smooth":  # the formula decides (today's behaviour)
+        return _combine_classes(per_class, weights, normalize_weights)
+    absent = true_sum == 0  # the class has no truth in this image (or batch)
+    per_class = _empty_entries(per_class, absent, empty, as_loss)
+    return _combine_classes(per_class, weights, normalize_weights,
+                            absent if empty == "skip" else None)
 
 
 def _focal_power(x, gamma):
@@ -368,9 +568,11 @@ def _focal_power(x, gamma):
 # ------------------------------------------------------------------- Dice family
 
 
+@_mean_of_samples
 def dice_coefficient(
     y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
     class_weights=None, normalize_weights=True, include_background=True, soft_label=False,
+    from_logits=False, ignore_index=None, empty="smooth",
 ):
     """Soft Dice coefficient ``(2I + smooth) / (P + G + smooth + epsilon)``, weighted over
     classes and averaged over images (Milletari et al. 2016, V-Net, for ``squared``)."""
@@ -378,21 +580,26 @@ def dice_coefficient(
         y_true, y_pred, "dice_coefficient", alpha=0.5, beta=0.5, smooth=smooth,
         epsilon=epsilon, squared=squared, per_image=per_image, class_weights=class_weights,
         normalize_weights=normalize_weights, include_background=include_background,
-        soft_label=soft_label, as_loss=False, dice=True,
+        soft_label=soft_label, from_logits=from_logits, ignore_index=ignore_index, empty=empty,
+        as_loss=False, dice=True,
     )
 
 
+@_mean_of_samples
 def dice_loss(
     y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
     class_weights=None, normalize_weights=True, include_background=True, soft_label=False,
+    from_logits=False, ignore_index=None, empty="smooth",
 ):
     """``mean_b [sum_c w_c (1 - dice[b, c]) / sum_c w_c]`` (no division when
-    ``normalize_weights=False``). See the module docstring for the terms."""
+    ``normalize_weights=False``). See the module docstring for the terms, and for
+    ``from_logits``, ``ignore_index`` and ``empty`` (smp's ``DiceLoss`` is ``empty="zero"``)."""
     return _tversky_family(
         y_true, y_pred, "dice_loss", alpha=0.5, beta=0.5, smooth=smooth, epsilon=epsilon,
         squared=squared, per_image=per_image, class_weights=class_weights,
         normalize_weights=normalize_weights, include_background=include_background,
-        soft_label=soft_label, dice=True,
+        soft_label=soft_label, from_logits=from_logits, ignore_index=ignore_index, empty=empty,
+        dice=True,
     )
 
 
@@ -409,23 +616,26 @@ def per_class_dice(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, pe
     return dice if per_image else dice[0]
 
 
+@_mean_of_samples
 def jaccard_loss(
     y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False, per_image=True,
     class_weights=None, normalize_weights=True, include_background=True, soft_label=False,
+    from_logits=False, ignore_index=None, empty="smooth",
 ):
     """Soft Jaccard / IoU loss: ``1 - (I + smooth) / (P + G - I + smooth + epsilon)``."""
     return _tversky_family(
         y_true, y_pred, "jaccard_loss", alpha=1.0, beta=1.0, smooth=smooth, epsilon=epsilon,
         squared=squared, per_image=per_image, class_weights=class_weights,
         normalize_weights=normalize_weights, include_background=include_background,
-        soft_label=soft_label,
+        soft_label=soft_label, from_logits=from_logits, ignore_index=ignore_index, empty=empty,
     )
 
 
+@_mean_of_samples
 def tversky_loss(
     y_true, y_pred, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, epsilon=0.0, squared=False,
     per_image=True, class_weights=None, normalize_weights=True, include_background=True,
-    soft_label=False,
+    soft_label=False, from_logits=False, ignore_index=None, empty="smooth",
 ):
     """Tversky loss ``(1 - TI) ** (1/gamma)``, ``TI = (I + s)/(I + a FP + b FN + s + e)``.
 
@@ -438,41 +648,56 @@ def tversky_loss(
         y_true, y_pred, "tversky_loss", alpha=alpha, beta=beta, gamma=gamma, smooth=smooth,
         epsilon=epsilon, squared=squared, per_image=per_image, class_weights=class_weights,
         normalize_weights=normalize_weights, include_background=include_background,
-        soft_label=soft_label,
+        soft_label=soft_label, from_logits=from_logits, ignore_index=ignore_index, empty=empty,
     )
 
 
+@_mean_of_samples
 def generalized_dice_loss(
     y_true, y_pred, *, smooth=1e-5, epsilon=0.0, squared=False, per_image=True,
-    include_background=True, soft_label=False,
+    include_background=True, soft_label=False, weight_type="square", from_logits=False,
+    ignore_index=None, empty="smooth",
 ):
     """Generalized Dice loss (Sudre et al. 2017): class weights ``w_c = 1 / (sum g_c)^2``.
 
     ``GD = (2 sum_c w_c I_c + smooth) / (sum_c w_c (P_c + G_c) + smooth + epsilon)``.
-    A class absent from the truth would get an infinite weight; it gets the largest
-    weight of the present classes instead (so its false positives still count), and
-    an image with no class present weighs all classes 1.
+    ``weight_type`` picks ``w_c``: ``"square"`` ``1/G_c^2``, ``"simple"`` ``1/G_c``,
+    ``"uniform"`` 1 (MONAI's ``w_type``). A class absent from the truth would get an
+    infinite weight; it gets the largest weight of the present classes instead (so its
+    false positives still count), as in MONAI. An image with no class present weighs all
+    classes 1 (``empty="smooth"``, ours); MONAI zeroes every weight there, which is loss 0
+    for its equal smooth_nr and smooth_dr: ``empty="zero"``.
     """
     check_settings("generalized_dice_loss", smooth=smooth, epsilon=epsilon, squared=squared,
                    per_image=per_image, include_background=include_background,
-                   soft_label=soft_label)
-    g, p = prepare_inputs(y_true, y_pred)
+                   soft_label=soft_label, weight_type=weight_type, from_logits=from_logits,
+                   ignore_index=ignore_index, empty=empty)
+    g, p = _region_inputs(y_true, y_pred, from_logits, ignore_index)
     g, p = _drop_background(g, p, include_background)
     inter, pred_sum, true_sum = overlap_sums(g, p, squared=squared, per_image=per_image,
                                          soft_label=soft_label)
     volume = tf.reduce_sum(g, _sum_axes(g.shape.rank, per_image)) if squared else true_sum
     if not per_image and squared:
         volume = volume[tf.newaxis]
-    weights = tf.stop_gradient(_sudre_weights(volume))
+    weights = tf.stop_gradient(_sudre_weights(volume, weight_type))
     smooth, epsilon = _num(smooth, g.dtype), _num(epsilon, g.dtype)
     num = 2 * tf.reduce_sum(weights * inter, -1) + smooth
     den = tf.reduce_sum(weights * (pred_sum + true_sum), -1) + smooth + epsilon
-    return tf.reduce_mean(1 - _ratio(num, den))
+    loss = 1 - _ratio(num, den)
+    if empty == "smooth":
+        return loss
+    none_present = tf.logical_not(tf.reduce_any(volume > 0, axis=-1))
+    if empty == "skip":
+        return _row_shares(loss, tf.logical_not(none_present))
+    return _empty_entries(loss, none_present, empty)
 
 
-def _sudre_weights(volume):
+def _sudre_weights(volume, weight_type="square"):
+    if weight_type == "uniform":
+        return tf.ones_like(volume)
     present = volume > 0
-    raw = tf.math.divide_no_nan(tf.ones_like(volume), volume * volume)
+    size = volume * volume if weight_type == "square" else volume
+    raw = tf.math.divide_no_nan(tf.ones_like(volume), size)
     largest = tf.reduce_max(raw, axis=-1, keepdims=True)
     weights = tf.where(present, raw, largest)
     any_present = tf.reduce_any(present, axis=-1, keepdims=True)
@@ -494,57 +719,143 @@ def probability_logits(p):
     return tf.math.log(p) - tf.math.log1p(-p)
 
 
-def binary_crossentropy(y_true, y_pred):
+def _log_terms(x, from_logits):
+    """``(log p, log(1 - p))``: from logits exactly, from probabilities clipped as Keras."""
+    if from_logits:
+        return _log_probabilities(x)
+    p = clip_probabilities(x)
+    return tf.math.log(p), tf.math.log(1 - p)
+
+
+def _true_class_weights(g, class_weights):
+    """torch's ``w[y_i]`` per pixel, [B, ..., 1]: ``sum_c w_c g_c``; one channel is two
+    classes, ``w_0 (1 - g) + w_1 g``."""
+    channels = g.shape[-1]
+    w = _num(class_weights, g.dtype)
+    wanted = 2 if channels == 1 else channels
+    if w.shape.rank != 1 or w.shape[0] != wanted:
+        what = ("2 values for one channel: [background, foreground]" if channels == 1
+                else f"{channels} values, one per channel")
+        raise ValueError(f"class_weights must have {what}, got "
+                         f"{w.shape[0] if w.shape.rank == 1 else w.shape}")
+    if channels == 1:
+        return w[0] * (1 - g) + w[1] * g
+    return tf.reduce_sum(w * g, axis=-1, keepdims=True)
+
+
+def _pixel_mean(pixel, g, keep, class_weights):
+    """Pixel losses [B, ..., 1] -> values whose mean is the loss: the pixels themselves (the
+    plain mean), or [B] shares of torch's weighted mean ``sum_i w_i l_i / sum_i w_i`` over
+    the batch's pixels (``w_i`` = true-class weight, 0 where ignored; 0/0 is NaN, as torch)."""
+    weights = None if class_weights is None else _true_class_weights(g, class_weights)
+    if keep is not None:
+        weights = keep if weights is None else weights * keep
+    if weights is None:
+        return pixel
+    axes = list(range(1, pixel.shape.rank))
+    images = tf.cast(tf.shape(pixel)[0], pixel.dtype)
+    per_image = tf.reduce_sum(tf.math.multiply_no_nan(pixel, weights), axes)
+    return _ratio(images * per_image, tf.reduce_sum(weights))
+
+
+@_mean_of_samples
+def binary_crossentropy(y_true, y_pred, *, from_logits=False, class_weights=None,
+                        pos_weight=None, ignore_index=None):
     """Mean over all elements of ``-(g log p + (1-g) log(1-p))``, p clipped to
-    ``[1e-7, 1 - 1e-7]`` as Keras does."""
-    g, p = prepare_inputs(y_true, y_pred)
-    p = clip_probabilities(p)
-    return tf.reduce_mean(-(g * tf.math.log(p) + (1 - g) * tf.math.log(1 - p)))
+    ``[1e-7, 1 - 1e-7]`` as Keras does (``from_logits=True``: ``log_sigmoid`` /
+    ``log_softmax`` of the logits, no clip).
+
+    ``pos_weight`` multiplies the ``g log p`` term (torch ``BCEWithLogitsLoss(pos_weight)``);
+    ``class_weights`` make the mean over pixels torch's weighted mean
+    ``sum_i w[y_i] l_i / sum_i w[y_i]`` (``l_i`` the pixel's mean over channels; one channel:
+    ``[w_background, w_foreground]``); ``ignore_index`` leaves pixels out.
+    """
+    check_settings("binary_crossentropy", from_logits=from_logits, class_weights=class_weights,
+                   pos_weight=pos_weight, ignore_index=ignore_index)
+    g, x, keep = _loss_inputs(y_true, y_pred, from_logits, ignore_index)
+    log_p, log_q = _log_terms(x, from_logits)
+    positive = g * log_p
+    if pos_weight is not None:
+        pos_weight = _num(pos_weight, g.dtype)
+        if pos_weight.shape.rank == 1 and pos_weight.shape[0] != g.shape[-1]:
+            raise ValueError(f"pos_weight must be one number or one per channel "
+                             f"({g.shape[-1]}), got {pos_weight.shape[0]} values")
+        positive = pos_weight * positive
+    elements = -(positive + (1 - g) * log_q)
+    if class_weights is None and keep is None:
+        return elements  # their mean is the loss: one reduction, as Keras' BCE
+    pixel = tf.reduce_mean(elements, axis=-1, keepdims=True)
+    return _pixel_mean(pixel, g, keep, class_weights)
 
 
+def _input_keywords(dice_keywords):
+    """The keywords that say what the inputs are, which BCE shares with the Dice part."""
+    return {k: dice_keywords[k] for k in ("from_logits", "ignore_index") if k in dice_keywords}
+
+
+@_mean_of_samples
 def bce_dice_loss(y_true, y_pred, *, bce_weight=1.0, dice_weight=1.0, **dice_keywords):
-    """``bce_weight * BCE + dice_weight * dice_loss`` (the Carvana-winning combination)."""
+    """``bce_weight * BCE + dice_weight * dice_loss`` (the Carvana-winning combination).
+    ``from_logits`` and ``ignore_index`` apply to both terms; the other keywords to Dice."""
     check_settings("bce_dice_loss", bce_weight=bce_weight, dice_weight=dice_weight)
-    bce = binary_crossentropy(y_true, y_pred)
-    dice = dice_loss(y_true, y_pred, **dice_keywords)
+    bce = _image_means(binary_crossentropy.per_sample(y_true, y_pred,
+                                                      **_input_keywords(dice_keywords)))
+    dice = dice_loss.per_sample(y_true, y_pred, **dice_keywords)
     # multiply_no_nan: dice_weight = 0 is BCE alone, even where Dice is 0/0 (as class weights)
     return bce_weight * bce + tf.math.multiply_no_nan(dice, _num(dice_weight, dice.dtype))
 
 
+@_mean_of_samples
 def bce_log_dice_loss(y_true, y_pred, **dice_keywords):
-    """``BCE - log(dice_coefficient)``: the log form punishes low Dice harder."""
-    return binary_crossentropy(y_true, y_pred) - tf.math.log(
-        dice_coefficient(y_true, y_pred, **dice_keywords))
+    """``BCE - log(dice_coefficient)``: the log form punishes low Dice harder.
+    ``from_logits`` and ``ignore_index`` apply to both terms; the other keywords to Dice."""
+    bce = _image_means(binary_crossentropy.per_sample(y_true, y_pred,
+                                                      **_input_keywords(dice_keywords)))
+    return bce - tf.math.log(dice_coefficient(y_true, y_pred, **dice_keywords))
 
 
-def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None):
+@_mean_of_samples
+def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, class_weights=None,
+               ignore_index=None):
     """Focal loss (Lin et al. 2017), mean over pixels.
 
     One channel: ``-[a g (1-p)^gamma log p + (1-a)(1-g) p^gamma log(1-p)]`` per element;
     ``alpha=None`` weighs both terms 1, so ``gamma = 0`` is plain BCE.
     Several channels: ``-sum_c a_c g_c (1-p_c)^gamma log p_c`` per pixel, ``alpha`` one
     number or one per class (``gamma = 0`` is categorical cross-entropy).
+    ``from_logits``, ``class_weights`` (torch's weighted mean) and ``ignore_index`` as in
+    :func:`binary_crossentropy`; with logits ``(1-p)^gamma = exp(gamma log(1-p))``.
     """
-    check_settings("focal_loss", gamma=gamma, alpha=alpha)
-    g, p = prepare_inputs(y_true, y_pred)
-    p = clip_probabilities(p)
+    check_settings("focal_loss", gamma=gamma, alpha=alpha, from_logits=from_logits,
+                   class_weights=class_weights, ignore_index=ignore_index)
+    g, x, keep = _loss_inputs(y_true, y_pred, from_logits, ignore_index)
     gamma = _num(gamma, g.dtype)
-    positive = g * tf.pow(1 - p, gamma) * tf.math.log(p)
+    if from_logits:  # base ** gamma as exp(gamma log base): exact for any logit
+        log_p, log_q = _log_probabilities(x)
+        hard = tf.exp(gamma * log_q)
+    else:
+        p = clip_probabilities(x)
+        log_p = tf.math.log(p)
+        hard = tf.pow(1 - p, gamma)
+    positive = g * hard * log_p
     if g.shape[-1] == 1:
-        negative = (1 - g) * tf.pow(p, gamma) * tf.math.log(1 - p)
+        if from_logits:
+            negative = (1 - g) * tf.exp(gamma * log_p) * log_q
+        else:
+            negative = (1 - g) * tf.pow(p, gamma) * tf.math.log(1 - p)
         if alpha is not None:
             alpha = _num(alpha, g.dtype)
             if alpha.shape.rank != 0:
                 raise ValueError("alpha must be one number in [0, 1] for a single channel")
             positive, negative = alpha * positive, (1 - alpha) * negative
-        return -tf.reduce_mean(positive + negative)
+        return _pixel_mean(-(positive + negative), g, keep, class_weights)
     if alpha is not None:
         alpha = _num(alpha, g.dtype)
         if alpha.shape.rank == 1 and alpha.shape[0] != g.shape[-1]:
             raise ValueError(f"alpha must be one number or one weight per class "
                              f"({g.shape[-1]}), got {alpha.shape[0]} values")
         positive = alpha * positive  # broadcasts one number or one per class
-    return -tf.reduce_mean(tf.reduce_sum(positive, axis=-1))
+    return _pixel_mean(-tf.reduce_sum(positive, axis=-1, keepdims=True), g, keep, class_weights)
 
 
 # ------------------------------------------------------------------------- Lovász
@@ -573,42 +884,62 @@ def _rows(x, per_image):
     return tf.reshape(x, tf.stack([leading, -1, x.shape[-1]]))
 
 
-def lovasz_hinge(y_true, logits, *, per_image=True):
+def _left_out(errors, keep):
+    """Errors with the ignored pixels at -1: sorted after every positive error (so no
+    counted pixel's Lovász weight sees them) and zero after the relu."""
+    return errors if keep is None else tf.where(keep > 0, errors, -tf.ones_like(errors))
+
+
+@_mean_of_samples
+def lovasz_hinge(y_true, logits, *, per_image=True, from_logits=True, ignore_index=None):
     """Binary Lovász hinge on logits (Berman, Rannen Triki & Blaschko, CVPR 2018).
 
     Hinge errors ``1 - z (2g - 1)`` sorted in decreasing order, weighted by the
-    gradient of the Lovász extension of the Jaccard loss.
+    gradient of the Lovász extension of the Jaccard loss. It takes logits
+    (``from_logits=True``, the default); ``from_logits=False`` takes probabilities and
+    turns them into clipped logits (:func:`probability_logits`). ``ignore_index`` leaves
+    pixels out.
     """
-    check_settings("lovasz_hinge", per_image=per_image)
-    g, z = prepare_inputs(y_true, logits, pred_is_probability=False)
+    check_settings("lovasz_hinge", per_image=per_image, from_logits=from_logits,
+                   ignore_index=ignore_index)
+    g, z, keep = _loss_inputs(y_true, logits, from_logits, ignore_index)
     if g.shape[-1] != 1:
         raise ValueError(f"lovasz_hinge is binary: y_true must have 1 channel, got {g.shape[-1]}"
                          " (use lovasz_softmax for several classes)")
-    g, z = _rows(g, per_image)[..., 0], _rows(z, per_image)[..., 0]
-    return tf.reduce_mean(_lovasz_rows(1 - z * (2 * g - 1), g))
+    if not from_logits:  # probabilities: back to logits, clipped like BCE
+        z = probability_logits(z)
+    errors = _left_out(1 - z * (2 * g - 1), keep)
+    g, errors = _rows(g, per_image)[..., 0], _rows(errors, per_image)[..., 0]
+    return _lovasz_rows(errors, g)
 
 
-def lovasz_softmax(y_true, y_pred, *, classes="present", per_image=False):
+@_mean_of_samples
+def lovasz_softmax(y_true, y_pred, *, classes="present", per_image=False, from_logits=False,
+                   ignore_index=None):
     """Multi-class Lovász-Softmax on probabilities (Berman et al., CVPR 2018).
 
     Per class, the errors ``|g_c - p_c|`` go through the Lovász extension; classes
     are averaged (``"present"``: only those in the truth; an image with none scores 0).
+    ``from_logits=True`` takes logits (softmax, or sigmoid for one channel);
+    ``ignore_index`` leaves pixels out.
     """
-    check_settings("lovasz_softmax", classes=classes, per_image=per_image)
-    g, p = prepare_inputs(y_true, y_pred)
+    check_settings("lovasz_softmax", classes=classes, per_image=per_image,
+                   from_logits=from_logits, ignore_index=ignore_index)
+    g, p, keep = _loss_inputs(y_true, y_pred, from_logits, ignore_index)
+    if from_logits:
+        p = _probabilities(p)
+    errors = _left_out(tf.abs(g - p), keep)
     g = tf.transpose(_rows(g, per_image), [0, 2, 1])  # [R, C, N]
-    p = tf.transpose(_rows(p, per_image), [0, 2, 1])
+    errors = tf.transpose(_rows(errors, per_image), [0, 2, 1])
     rows, channels = tf.shape(g)[0], g.shape[1]
     flat_g = tf.reshape(g, [rows * channels, -1])
-    flat_p = tf.reshape(p, [rows * channels, -1])
-    losses = tf.reshape(_lovasz_rows(tf.abs(flat_g - flat_p), flat_g), [rows, channels])
+    flat_errors = tf.reshape(errors, [rows * channels, -1])
+    losses = tf.reshape(_lovasz_rows(flat_errors, flat_g), [rows, channels])
     if classes == "present":
         counted = tf.cast(tf.reduce_sum(g, axis=-1) > 0, losses.dtype)
     else:
         counted = tf.ones_like(losses)
-    per_row = tf.math.divide_no_nan(tf.reduce_sum(losses * counted, -1),
-                                    tf.reduce_sum(counted, -1))
-    return tf.reduce_mean(per_row)
+    return tf.math.divide_no_nan(tf.reduce_sum(losses * counted, -1), tf.reduce_sum(counted, -1))
 
 
 # ------------------------------------------------------------------- hard metrics
@@ -713,7 +1044,13 @@ LOSSES = {
         bce_dice_loss, bce_log_dice_loss, focal_loss, lovasz_hinge, lovasz_softmax,
     )
 }
-TAKES_LOGITS = frozenset({"lovasz_hinge"})
+TAKES_LOGITS = frozenset({"lovasz_hinge"})  # the losses whose from_logits defaults to True
+
+
+def takes_logits(loss, keywords=None) -> bool:
+    """Whether ``loss`` (a name in ``LOSSES``) reads ``y_pred`` as logits with ``keywords``:
+    their ``from_logits``, else the loss's default (True only for ``lovasz_hinge``)."""
+    return bool((keywords or {}).get("from_logits", loss in TAKES_LOGITS))
 
 
 def loss_keywords(fn) -> dict:
@@ -729,24 +1066,57 @@ def loss_keywords(fn) -> dict:
 # ------------------------------------------------------------------- Keras classes
 
 
+def _sample_weight_refusal(loss_name, settings):
+    """Why ``loss_name`` with ``settings`` has no value per image to weigh (None if it has)."""
+    if loss_name == "bce_log_dice_loss":
+        return ("bce_log_dice_loss takes no sample_weight: its -log(Dice) term is the log of "
+                "the batch's mean Dice, not a mean over images that a weight per image could "
+                "weigh; use bce_dice_loss")
+    if settings.get("per_image") is False:
+        return (f"{loss_name} with per_image=False takes no sample_weight: its sums run over "
+                "the whole batch, so there is no loss per image to weigh; use per_image=True")
+    return None
+
+
 class _FunctionLoss(keras.losses.Loss):
     """A Keras loss that calls one of the functions above with fixed keywords.
 
-    The batch reduction happens inside the function (per image or whole batch),
-    so ``call`` returns a scalar.
+    ``call`` returns one value per image (``[B]``; ``[1]`` for a whole-batch loss) whose
+    mean is the function's value, and Keras' reduction applies ``sample_weight``: with the
+    default ``"sum_over_batch_size"`` and no ``sample_weight`` the value is the function's.
     """
 
     function = None  # set by each subclass
 
     def __init__(self, *, name=None, reduction="sum_over_batch_size", dtype=None, **settings):
         fn = type(self).function
-        if isinstance(settings.get("class_weights"), np.ndarray):
-            settings["class_weights"] = settings["class_weights"].tolist()
+        for key in ("class_weights", "pos_weight"):
+            if isinstance(settings.get(key), np.ndarray):
+                settings[key] = settings[key].tolist()
         self.settings = check_keywords(fn, settings)
         super().__init__(name=name or fn.__name__, reduction=reduction, dtype=dtype)
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            fn = type(self).function
+            refusal = _sample_weight_refusal(fn.__name__, self.settings) or (
+                None if hasattr(fn, "per_sample") else
+                f"{fn.__name__} takes no sample_weight: it gives one value for the whole batch")
+            if refusal:
+                raise ValueError(refusal)
+            shape = tf.convert_to_tensor(sample_weight).shape
+            if shape.rank is not None and not (
+                    shape.rank == 1 or (shape.rank == 2 and shape[-1] == 1)):
+                raise ValueError(
+                    f"sample_weight must hold one weight per image, shape [B] or [B, 1], got "
+                    f"shape {shape}; to weigh pixels use class_weights or ignore_index")
+        return super().__call__(y_true, y_pred, sample_weight)
+
     def call(self, y_true, y_pred):
-        return type(self).function(y_true, y_pred, **self.settings)
+        fn = type(self).function
+        if not hasattr(fn, "per_sample"):  # a loss that reduces the batch itself: a scalar
+            return fn(y_true, y_pred, **self.settings)
+        return _image_means(fn.per_sample(y_true, y_pred, **self.settings))
 
     def get_config(self):
         return {**super().get_config(), **self.settings}
@@ -808,22 +1178,12 @@ class GeneralizedDiceLoss(_FunctionLoss):
     function = staticmethod(generalized_dice_loss)
 
 
-def _lovasz_hinge_on(y_true, y_pred, *, per_image=True, from_logits=True):
-    if not from_logits:  # a sigmoid model: back to logits, clipped like BCE
-        p = tf.convert_to_tensor(y_pred)
-        y_pred = probability_logits(tf.cast(p, _compute_dtype(p)))
-    return lovasz_hinge(y_true, y_pred, per_image=per_image)
-
-
-_lovasz_hinge_on.__name__ = "lovasz_hinge"
-
-
 @keras.saving.register_keras_serializable(package="explorer")
 class LovaszHingeLoss(_FunctionLoss):
     """Keras loss for :func:`lovasz_hinge`. It takes logits (a model whose last layer
     has no activation); ``from_logits=False`` accepts sigmoid probabilities instead."""
 
-    function = staticmethod(_lovasz_hinge_on)
+    function = staticmethod(lovasz_hinge)
 
 
 @keras.saving.register_keras_serializable(package="explorer")

@@ -83,6 +83,10 @@ class Settings:
             "bce_weight": self.bce_weight, "dice_weight": self.dice_weight,
             "classes": self.lovasz_classes,
         }
+        if name in ("binary_crossentropy", "focal_loss"):
+            # these class weights are the Dice family's (w_c L_c); cross-entropy's are torch's
+            # w[y_i], a different knob the explorer does not set
+            del mine["class_weights"]
         accepted = losses.loss_keywords(losses.LOSSES[name])
         return {k: v for k, v in mine.items() if k in accepted}
 

@@ -9,6 +9,16 @@ against.
 Conventions (same as the library): channels-last arrays ``[B, S1, ..., Sk, C]``,
 every axis between batch (0) and channel (-1) is spatial; ``y_pred`` are
 probabilities (``lovasz_hinge`` takes logits); ``y_true`` may be soft.
+
+The peers' options, from their written definitions:
+``from_logits`` (sigmoid for one channel, softmax over several; logs of logits by hand,
+never clipped), ``ignore_index`` (a pixel whose truth equals it in any channel is removed:
+p = g = 0 in the region sums, skipped in cross-entropy means, dropped from the Lovász
+sort), ``class_weights`` / ``pos_weight`` of cross-entropy and focal (torch:
+``sum_i w[y_i] l_i / sum_i w[y_i]``; ``pos_weight`` times the ``g log p`` term),
+``weight_type`` of generalized Dice (MONAI ``w_type``) and the ``empty`` conventions
+("smooth": the formula; "zero"/"one"/"nan": that loss for an entry with no truth;
+"skip": the entry leaves the class mean, an image with none left the batch mean).
 Everything is computed in float64 and returned as numpy float64 values
 (scalars as 0-d arrays / Python floats, arrays for per-class results).
 No argument validation is done here beyond what the arithmetic needs.
@@ -44,6 +54,87 @@ CLIP_EPS = 1e-7  # probabilities are clipped to [1e-7, 1 - 1e-7] (like Keras)
 # ----------------------------------------------------------------------------
 def _as64(x):
     return np.asarray(x, dtype=np.float64)
+
+
+def _sigmoid(z):
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def _softmax_pixels(z):
+    """softmax over the last axis, pixel by pixel."""
+    out = np.empty_like(z)
+    for idx in np.ndindex(z.shape[:-1]):
+        row = z[idx]
+        e = np.exp(row - np.max(row))
+        out[idx] = e / np.sum(e)
+    return out
+
+
+def _probabilities(y_pred, from_logits):
+    x = _as64(y_pred)
+    if not from_logits:
+        return x
+    return _sigmoid(x) if x.shape[-1] == 1 else _softmax_pixels(x)
+
+
+def _log_sigmoid(z):
+    """log(1 / (1 + exp(-z))) without overflow, element by element."""
+    out = np.empty_like(z)
+    for idx in np.ndindex(z.shape):
+        v = z[idx]
+        out[idx] = -np.log1p(np.exp(-v)) if v >= 0 else v - np.log1p(np.exp(v))
+    return out
+
+
+def _log_terms(y_pred, from_logits):
+    """(log p, log(1 - p)) per element: clipped probabilities, or exact from logits."""
+    x = _as64(y_pred)
+    if not from_logits:
+        p = np.clip(x, CLIP_EPS, 1.0 - CLIP_EPS)
+        return np.log(p), np.log(1.0 - p)
+    if x.shape[-1] == 1:
+        return _log_sigmoid(x), _log_sigmoid(-x)
+    log_p, log_q = np.empty_like(x), np.empty_like(x)
+    for idx in np.ndindex(x.shape[:-1]):
+        z = x[idx]
+        top = np.max(z)
+        total = top + np.log(np.sum(np.exp(z - top)))
+        for c in range(z.size):
+            others = np.delete(z, c)
+            top_o = np.max(others)
+            log_p[idx + (c,)] = z[c] - total
+            log_q[idx + (c,)] = top_o + np.log(np.sum(np.exp(others - top_o))) - total
+    return log_p, log_q
+
+
+def _ignored(y_true, ignore_index):
+    """[B, S...] booleans: the pixels whose truth equals ignore_index in some channel."""
+    g = _as64(y_true)
+    if ignore_index is None:
+        return np.zeros(g.shape[:-1], dtype=bool)
+    return np.any(g == ignore_index, axis=-1)
+
+
+def _region_arrays(y_true, y_pred, from_logits=False, ignore_index=None):
+    """(g, p) float64 probabilities with p = g = 0 at the ignored pixels."""
+    g = _as64(y_true).copy()
+    p = _probabilities(y_pred, from_logits).copy()
+    ignored = _ignored(y_true, ignore_index)
+    g[ignored] = 0.0
+    p[ignored] = 0.0
+    return g, p
+
+
+def _empty_value(value, empty, as_loss=True):
+    """An entry with no truth under the 'zero' / 'one' / 'nan' conventions."""
+    if empty == "zero":
+        return 0.0 if as_loss else 1.0
+    if empty == "one":
+        return 1.0 if as_loss else 0.0
+    if empty == "nan":
+        return np.nan
+    return value
 
 
 def _images(y_true, y_pred, per_image):
@@ -115,24 +206,37 @@ def _class_weights(n_classes, class_weights, include_background):
     return w
 
 
-def _reduce_scores(scores, class_weights, normalize_weights, include_background):
+def _reduce_scores(scores, class_weights, normalize_weights, include_background,
+                   absent=None, empty="smooth", as_loss=True):
     """mean over images of sum_c w_c * scores[b, c] (/ sum_c w_c when normalized).
 
     Classes with weight 0 are skipped outright (so a NaN in a dropped class does
-    not leak into the result).
+    not leak into the result). ``absent[b, c]`` marks entries with no truth, which the
+    ``empty`` convention scores ("zero", "one", "nan") or leaves out ("skip": out of the
+    class sum and its weights; an image with nothing left out of the mean; none left: 0).
     """
     n_images, n_classes = scores.shape
     w = _class_weights(n_classes, class_weights, include_background)
-    per_image_values = []
+    per_image_values, counted = [], []
     for b in range(n_images):
-        total = 0.0
+        total, weight_sum = 0.0, 0.0
         for c in range(n_classes):
             if w[c] == 0.0:
                 continue
-            total += w[c] * scores[b, c]
-        if normalize_weights:
-            total = total / np.sum(w)
+            value = scores[b, c]
+            if absent is not None and absent[b, c]:
+                if empty == "skip":
+                    continue
+                value = _empty_value(value, empty, as_loss)
+            total += w[c] * value
+            weight_sum += w[c]
+        if normalize_weights and weight_sum > 0:
+            total = total / weight_sum
         per_image_values.append(total)
+        counted.append(weight_sum > 0)
+    if empty == "skip":
+        kept = [v for v, k in zip(per_image_values, counted) if k]
+        return np.float64(np.mean(kept)) if kept else np.float64(0.0)
     return np.float64(np.mean(per_image_values))
 
 
@@ -157,24 +261,38 @@ def per_class_dice(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False,
     return d if per_image else d[0]
 
 
+def _absent(y_true, y_pred, per_image):
+    """[B, C] (or [1, C]) booleans: no truth in that image (or the batch) and class."""
+    _, _, g = overlap_sums(y_true, y_pred, per_image=per_image)
+    return g == 0.0
+
+
 def dice_coefficient(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False,
                      per_image=True, class_weights=None, normalize_weights=True,
-                     include_background=True, soft_label=False):
+                     include_background=True, soft_label=False, from_logits=False,
+                     ignore_index=None, empty="smooth"):
+    y_true, y_pred = _region_arrays(y_true, y_pred, from_logits, ignore_index)
     d = _dice_matrix(y_true, y_pred, smooth, epsilon, squared, per_image, soft_label)
-    return _reduce_scores(d, class_weights, normalize_weights, include_background)
+    return _reduce_scores(d, class_weights, normalize_weights, include_background,
+                          _absent(y_true, y_pred, per_image), empty, as_loss=False)
 
 
 def dice_loss(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False,
               per_image=True, class_weights=None, normalize_weights=True,
-              include_background=True, soft_label=False):
+              include_background=True, soft_label=False, from_logits=False,
+              ignore_index=None, empty="smooth"):
+    y_true, y_pred = _region_arrays(y_true, y_pred, from_logits, ignore_index)
     d = _dice_matrix(y_true, y_pred, smooth, epsilon, squared, per_image, soft_label)
-    return _reduce_scores(1.0 - d, class_weights, normalize_weights, include_background)
+    return _reduce_scores(1.0 - d, class_weights, normalize_weights, include_background,
+                          _absent(y_true, y_pred, per_image), empty)
 
 
 def jaccard_loss(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False,
                  per_image=True, class_weights=None, normalize_weights=True,
-                 include_background=True, soft_label=False):
+                 include_background=True, soft_label=False, from_logits=False,
+                 ignore_index=None, empty="smooth"):
     """1 - (I + smooth) / (P + G - I + smooth + epsilon), same class reduction as Dice."""
+    y_true, y_pred = _region_arrays(y_true, y_pred, from_logits, ignore_index)
     i, p, g = overlap_sums(y_true, y_pred, squared=squared, per_image=per_image,
                            soft_label=soft_label)
     losses = np.empty_like(i)
@@ -182,15 +300,18 @@ def jaccard_loss(y_true, y_pred, *, smooth=1.0, epsilon=0.0, squared=False,
         for c in range(i.shape[1]):
             jac = _safe_div(i[b, c] + smooth, p[b, c] + g[b, c] - i[b, c] + smooth + epsilon)
             losses[b, c] = 1.0 - jac
-    return _reduce_scores(losses, class_weights, normalize_weights, include_background)
+    return _reduce_scores(losses, class_weights, normalize_weights, include_background,
+                          _absent(y_true, y_pred, per_image), empty)
 
 
 def tversky_loss(y_true, y_pred, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0,
                  epsilon=0.0, squared=False, per_image=True, class_weights=None,
-                 normalize_weights=True, include_background=True, soft_label=False):
+                 normalize_weights=True, include_background=True, soft_label=False,
+                 from_logits=False, ignore_index=None, empty="smooth"):
     """(1 - TI(alpha, beta, smooth, epsilon)) ** (1 / gamma) per (b, c), then class reduction."""
     if squared and alpha != beta:  # squared FP = sum p^2 - sum p g alone can be negative
         raise ValueError("the contract rejects squared=True with alpha != beta")
+    y_true, y_pred = _region_arrays(y_true, y_pred, from_logits, ignore_index)
     i, p, g = overlap_sums(y_true, y_pred, squared=squared, per_image=per_image,
                            soft_label=soft_label)
     losses = np.empty_like(i)
@@ -202,12 +323,17 @@ def tversky_loss(y_true, y_pred, *, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0,
             if one_minus < 0.0 and one_minus > -1e-12:
                 one_minus = 0.0
             losses[b, c] = one_minus ** (1.0 / gamma)
-    return _reduce_scores(losses, class_weights, normalize_weights, include_background)
+    return _reduce_scores(losses, class_weights, normalize_weights, include_background,
+                          _absent(y_true, y_pred, per_image), empty)
 
 
 def generalized_dice_loss(y_true, y_pred, *, smooth=1e-5, epsilon=0.0, squared=False,
-                          per_image=True, include_background=True, soft_label=False):
-    """Sudre et al. 2017: w_c = 1 / G_c^2 (plain sum of g), guarded for absent classes."""
+                          per_image=True, include_background=True, soft_label=False,
+                          weight_type="square", from_logits=False, ignore_index=None,
+                          empty="smooth"):
+    """Sudre et al. 2017: w_c = 1 / G_c^2 (plain sum of g), guarded for absent classes;
+    weight_type "simple" is 1 / G_c, "uniform" 1 (MONAI w_type)."""
+    y_true, y_pred = _region_arrays(y_true, y_pred, from_logits, ignore_index)
     i, p, g = overlap_sums(y_true, y_pred, squared=squared, per_image=per_image,
                            soft_label=soft_label)
     _, _, g_plain = overlap_sums(y_true, y_pred, squared=False, per_image=per_image)
@@ -217,7 +343,7 @@ def generalized_dice_loss(y_true, y_pred, *, smooth=1e-5, epsilon=0.0, squared=F
     else:
         classes = list(range(n_classes))
 
-    losses = []
+    losses, counted = [], []
     for b in range(i.shape[0]):
         present = [c for c in classes if g_plain[b, c] > 0]
         weights = {}
@@ -226,60 +352,107 @@ def generalized_dice_loss(y_true, y_pred, *, smooth=1e-5, epsilon=0.0, squared=F
                 weights[c] = 1.0
         else:
             for c in present:
-                weights[c] = 1.0 / (g_plain[b, c] ** 2)
+                if weight_type == "square":
+                    weights[c] = 1.0 / (g_plain[b, c] ** 2)
+                elif weight_type == "simple":
+                    weights[c] = 1.0 / g_plain[b, c]
+                else:  # "uniform"
+                    weights[c] = 1.0
             largest = max(weights[c] for c in present)
             for c in classes:
                 if c not in weights:
                     weights[c] = largest
         num = 2.0 * sum(weights[c] * i[b, c] for c in classes) + smooth
         den = sum(weights[c] * (p[b, c] + g[b, c]) for c in classes) + smooth + epsilon
-        losses.append(1.0 - _safe_div(num, den))
-    return np.float64(np.mean(losses))
+        loss = 1.0 - _safe_div(num, den)
+        losses.append(loss if present else _empty_value(loss, empty))
+        counted.append(bool(present) or empty != "skip")
+    kept = [v for v, k in zip(losses, counted) if k]
+    return np.float64(np.mean(kept)) if kept else np.float64(0.0)
 
 
 # ----------------------------------------------------------------------------
 # cross-entropy family
 # ----------------------------------------------------------------------------
-def binary_crossentropy(y_true, y_pred):
-    """Mean over all elements of -(g log p + (1-g) log(1-p)), p clipped to [1e-7, 1-1e-7]."""
-    g = _as64(y_true).reshape(-1)
-    p = np.clip(_as64(y_pred).reshape(-1), CLIP_EPS, 1.0 - CLIP_EPS)
-    total = 0.0
-    for k in range(g.size):
-        total += -(g[k] * np.log(p[k]) + (1.0 - g[k]) * np.log(1.0 - p[k]))
-    return np.float64(total / g.size)
+def _true_class_weight(g_pixel, class_weights):
+    """torch's w[y_i] for one pixel's truth: sum_c w_c g_c; one channel: [w_bg, w_fg]."""
+    if class_weights is None:
+        return 1.0
+    w = np.asarray(class_weights, dtype=np.float64).reshape(-1)
+    if g_pixel.size == 1:
+        return w[0] * (1.0 - g_pixel[0]) + w[1] * g_pixel[0]
+    return float(np.sum(w * g_pixel))
+
+
+def _weighted_pixel_mean(pixel_losses, g, class_weights, ignored):
+    """sum_i w_i l_i / sum_i w_i over the pixels that are not ignored (NaN for 0/0)."""
+    num = den = 0.0
+    for idx in np.ndindex(g.shape[:-1]):
+        if ignored[idx]:
+            continue
+        w = _true_class_weight(g[idx], class_weights)
+        num += w * pixel_losses[idx]
+        den += w
+    return np.float64(_safe_div(num, den))
+
+
+def binary_crossentropy(y_true, y_pred, *, from_logits=False, class_weights=None,
+                        pos_weight=None, ignore_index=None):
+    """-(pw g log p + (1-g) log(1-p)), mean over a pixel's channels, then (weighted) mean
+    over the pixels; p clipped to [1e-7, 1-1e-7] unless from logits."""
+    ignored = _ignored(y_true, ignore_index)
+    g = _as64(y_true).copy()
+    g[ignored] = 0.0
+    log_p, log_q = _log_terms(y_pred, from_logits)
+    n_classes = g.shape[-1]
+    pw = np.ones(n_classes) if pos_weight is None else (
+        np.asarray(pos_weight, dtype=np.float64) * np.ones(n_classes))
+    pixel = np.zeros(g.shape[:-1])
+    for idx in np.ndindex(g.shape[:-1]):
+        terms = [-(pw[c] * g[idx + (c,)] * log_p[idx + (c,)]
+                   + (1.0 - g[idx + (c,)]) * log_q[idx + (c,)]) for c in range(n_classes)]
+        pixel[idx] = np.mean(terms)
+    return _weighted_pixel_mean(pixel, g, class_weights, ignored)
+
+
+def _shared(dice_keywords):
+    return {k: dice_keywords[k] for k in ("from_logits", "ignore_index") if k in dice_keywords}
 
 
 def bce_dice_loss(y_true, y_pred, *, bce_weight=1.0, dice_weight=1.0, **dice_keywords):
-    return np.float64(bce_weight * binary_crossentropy(y_true, y_pred)
+    return np.float64(bce_weight * binary_crossentropy(y_true, y_pred, **_shared(dice_keywords))
                       + dice_weight * dice_loss(y_true, y_pred, **dice_keywords))
 
 
 def bce_log_dice_loss(y_true, y_pred, **dice_keywords):
-    return np.float64(binary_crossentropy(y_true, y_pred)
+    return np.float64(binary_crossentropy(y_true, y_pred, **_shared(dice_keywords))
                       - np.log(dice_coefficient(y_true, y_pred, **dice_keywords)))
 
 
-def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None):
-    """Lin et al. focal loss; binary (C == 1) per element, categorical (C > 1) per pixel."""
-    g_all = _as64(y_true)
-    p_all = np.clip(_as64(y_pred), CLIP_EPS, 1.0 - CLIP_EPS)
-    n_classes = g_all.shape[-1]
-    g = g_all.reshape(-1, n_classes)
-    p = p_all.reshape(-1, n_classes)
-    n_pixels = g.shape[0]
-
+def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
+               class_weights=None, ignore_index=None):
+    """Lin et al. focal loss; binary (C == 1) per element, categorical (C > 1) per pixel;
+    (weighted) mean over the pixels as in binary_crossentropy."""
+    ignored = _ignored(y_true, ignore_index)
+    g = _as64(y_true).copy()
+    g[ignored] = 0.0
+    log_p, log_q = _log_terms(y_pred, from_logits)
+    p, q = np.exp(log_p), np.exp(log_q)  # 1 - p from its own log: exact from logits
+    if not from_logits:
+        p = np.clip(_as64(y_pred), CLIP_EPS, 1.0 - CLIP_EPS)
+        q = 1.0 - p
+    n_classes = g.shape[-1]
+    pixel = np.zeros(g.shape[:-1])
     if n_classes == 1:
         if alpha is None:
             a_pos, a_neg = 1.0, 1.0
         else:
             a_pos, a_neg = float(alpha), 1.0 - float(alpha)
-        total = 0.0
-        for k in range(n_pixels):
-            gk, pk = g[k, 0], p[k, 0]
-            total += -(a_pos * gk * (1.0 - pk) ** gamma * np.log(pk)
-                       + a_neg * (1.0 - gk) * pk ** gamma * np.log(1.0 - pk))
-        return np.float64(total / n_pixels)
+        for idx in np.ndindex(g.shape[:-1]):
+            k = idx + (0,)
+            pixel[idx] = -(a_pos * g[k] * q[k] ** gamma * log_p[k]
+                           + a_neg * (1.0 - g[k]) * p[k] ** gamma * log_q[k])
+        return _weighted_pixel_mean(pixel, g, class_weights, ignored)
 
     if alpha is None:
         a = np.ones(n_classes)
@@ -287,11 +460,10 @@ def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None):
         a = np.full(n_classes, float(alpha))
     else:
         a = np.asarray(alpha, dtype=np.float64).reshape(-1)
-    total = 0.0
-    for k in range(n_pixels):
-        for c in range(n_classes):
-            total += -a[c] * g[k, c] * (1.0 - p[k, c]) ** gamma * np.log(p[k, c])
-    return np.float64(total / n_pixels)
+    for idx in np.ndindex(g.shape[:-1]):
+        pixel[idx] = sum(-a[c] * g[idx + (c,)] * q[idx + (c,)] ** gamma * log_p[idx + (c,)]
+                         for c in range(n_classes))
+    return _weighted_pixel_mean(pixel, g, class_weights, ignored)
 
 
 # ----------------------------------------------------------------------------
@@ -322,13 +494,18 @@ def _lovasz_hinge_flat(logits, labels):
     return np.float64(np.sum(np.maximum(errors_sorted, 0.0) * grad))
 
 
-def lovasz_hinge(y_true, logits, *, per_image=True):
+def lovasz_hinge(y_true, logits, *, per_image=True, from_logits=True, ignore_index=None):
+    """Ignored pixels are removed before the sort; from_logits=False: clipped logits of p."""
     g = _as64(y_true)
     z = _as64(logits)
+    if not from_logits:
+        p = np.clip(z, CLIP_EPS, 1.0 - CLIP_EPS)
+        z = np.log(p) - np.log1p(-p)
+    kept = ~_ignored(y_true, ignore_index)
     if per_image:
-        values = [_lovasz_hinge_flat(z[b], g[b]) for b in range(g.shape[0])]
+        values = [_lovasz_hinge_flat(z[b][kept[b]], g[b][kept[b]]) for b in range(g.shape[0])]
         return np.float64(np.mean(values))
-    return _lovasz_hinge_flat(z, g)
+    return _lovasz_hinge_flat(z[kept], g[kept])
 
 
 def _lovasz_softmax_flat(probs, labels, classes):
@@ -347,9 +524,17 @@ def _lovasz_softmax_flat(probs, labels, classes):
     return float(np.mean(losses))
 
 
-def lovasz_softmax(y_true, probs, *, classes="present", per_image=False):
-    values = [_lovasz_softmax_flat(p, g, classes)
-              for g, p in _images(y_true, probs, per_image)]
+def lovasz_softmax(y_true, probs, *, classes="present", per_image=False, from_logits=False,
+                   ignore_index=None):
+    """Ignored pixels are removed before the sort; from_logits: softmax (sigmoid) first."""
+    probs = _probabilities(probs, from_logits)
+    kept = ~_ignored(y_true, ignore_index)
+    g_all, p_all = _as64(y_true), _as64(probs)
+    if per_image:
+        pairs = [(g_all[b][kept[b]], p_all[b][kept[b]]) for b in range(g_all.shape[0])]
+    else:
+        pairs = [(g_all[kept], p_all[kept])]
+    values = [_lovasz_softmax_flat(p, g, classes) for g, p in pairs]
     return np.float64(np.mean(values))
 
 

@@ -68,6 +68,37 @@ DATA = {
     "ties": (_binary()[0], RNG.integers(1, 4, (3, 6, 7, 1)) / 4),
 }
 
+
+def _logits(g, p):
+    """The same truth with logits behind p (sigmoid for one channel, softmax over several)."""
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return g, (np.log(p / (1 - p)) if p.shape[-1] == 1 else np.log(p))
+
+
+def _marked(g, p, mark, share=0.2):
+    """Some pixels' truth set to ``mark`` in every channel (ignore_index)."""
+    g = g.copy()
+    g[RNG.random(g.shape[:-1]) < share] = mark
+    return g, p
+
+
+def _class_absent_from_batch():
+    g, p = DATA["c3"]
+    labels = g.argmax(-1)
+    labels[labels == 2] = 1
+    return np.eye(3)[labels], p
+
+
+DATA.update({
+    "logits_binary": _logits(*DATA["binary"]),
+    "logits_c3": _logits(*DATA["c3"]),
+    "ignore_binary": _marked(*DATA["binary"], 255.0),
+    "ignore_c3": _marked(*DATA["c3"], -1.0),
+    "logits_ignore_binary": _logits(*_marked(*DATA["binary"], 255.0)),
+    "logits_ignore_c3": _marked(*_logits(*DATA["c3"]), -1.0),
+    "c3_absent": _class_absent_from_batch(),
+})
+
 # id, loss, settings, data
 CASES = [
     ("dice-default", "dice_loss", {}, "binary"),
@@ -146,6 +177,73 @@ CASES = [
     ("lovasz-softmax-present-per-image", "lovasz_softmax", {"per_image": True}, "volume_c3"),
     ("lovasz-softmax-binary", "lovasz_softmax", {"classes": "all"}, "binary"),
     ("lovasz-softmax-binary-empty-image", "lovasz_softmax", {"per_image": True}, "binary"),
+    # the peers' options (issue 16): each keyword on its own, then together
+    ("dice-logits", "dice_loss", {"from_logits": True}, "logits_binary"),
+    ("dice-logits-c3-batch", "dice_loss", {"from_logits": True, "per_image": False},
+     "logits_c3"),
+    ("dice-ignore", "dice_loss", {"ignore_index": 255}, "ignore_binary"),
+    ("dice-ignore-c3-weights", "dice_loss", {"ignore_index": -1, "class_weights": [1, 2, 3]},
+     "ignore_c3"),
+    ("jaccard-logits-ignore-soft-label", "jaccard_loss",
+     {"from_logits": True, "ignore_index": -1, "soft_label": True}, "logits_ignore_c3"),
+    ("tversky-logits-ignore-focal", "tversky_loss",
+     {"from_logits": True, "ignore_index": 255, "alpha": 0.3, "beta": 0.7, "gamma": 1.5},
+     "logits_ignore_binary"),
+    *[(f"dice-empty-{e}-{'image' if per else 'batch'}", "dice_loss",
+       {"empty": e, "per_image": per}, "c3_absent")
+      for e in losses.EMPTY_CONVENTIONS for per in (True, False)],
+    ("dice-empty-skip-binary", "dice_loss", {"empty": "skip"}, "binary"),
+    ("dice-empty-skip-raw-weights", "dice_loss",
+     {"empty": "skip", "class_weights": [0.0, 1.0, 2.0], "normalize_weights": False},
+     "c3_empty_class0"),
+    ("dice-empty-zero-0/0", "dice_loss", {"empty": "zero", "smooth": 0.0, "epsilon": 0.0},
+     "c3_empty_class0"),
+    ("jaccard-empty-one", "jaccard_loss", {"empty": "one", "per_image": False}, "c3_absent"),
+    ("tversky-empty-zero-focal", "tversky_loss",
+     {"empty": "zero", "gamma": 2.0, "alpha": 0.2, "beta": 0.8}, "c3_absent"),
+    ("tversky-empty-skip-weights", "tversky_loss",
+     {"empty": "skip", "class_weights": [1.0, 2.0, 3.0], "per_image": False}, "c3_absent"),
+    ("gdl-simple", "generalized_dice_loss", {"weight_type": "simple"}, "c3"),
+    ("gdl-uniform-batch", "generalized_dice_loss", {"weight_type": "uniform",
+                                                    "per_image": False}, "c4"),
+    ("gdl-simple-squared", "generalized_dice_loss", {"weight_type": "simple", "squared": True},
+     "c3_absent"),
+    *[(f"gdl-empty-{e}", "generalized_dice_loss", {"empty": e}, "binary")
+      for e in losses.EMPTY_CONVENTIONS],
+    ("gdl-empty-skip-uniform-0/0", "generalized_dice_loss",
+     {"empty": "skip", "weight_type": "uniform", "smooth": 0.0, "epsilon": 0.0}, "both_empty"),
+    ("gdl-logits-ignore", "generalized_dice_loss",
+     {"from_logits": True, "ignore_index": -1, "weight_type": "simple"}, "logits_ignore_c3"),
+    ("bce-logits", "binary_crossentropy", {"from_logits": True}, "logits_binary"),
+    ("bce-logits-c3", "binary_crossentropy", {"from_logits": True}, "logits_c3"),
+    ("bce-pos-weight", "binary_crossentropy", {"pos_weight": 3.0}, "binary"),
+    ("bce-pos-weight-per-channel", "binary_crossentropy", {"pos_weight": [1.0, 2.0, 0.5]},
+     "c3"),
+    ("bce-class-weights", "binary_crossentropy", {"class_weights": [1.0, 3.0]}, "binary"),
+    ("bce-class-weights-c3-ignore", "binary_crossentropy",
+     {"class_weights": [1.0, 2.0, 0.5], "ignore_index": -1}, "ignore_c3"),
+    ("bce-everything", "binary_crossentropy",
+     {"from_logits": True, "class_weights": [1.0, 2.0, 0.5], "pos_weight": 2.0,
+      "ignore_index": -1}, "logits_ignore_c3"),
+    ("bce-dice-logits-ignore-empty", "bce_dice_loss",
+     {"from_logits": True, "ignore_index": 255, "empty": "zero"}, "logits_ignore_binary"),
+    ("bce-log-dice-logits-ignore-skip", "bce_log_dice_loss",
+     {"from_logits": True, "ignore_index": -1, "empty": "skip"}, "logits_ignore_c3"),
+    ("bce-log-dice-empty-one", "bce_log_dice_loss", {"empty": "one"}, "c3_absent"),
+    ("focal-logits", "focal_loss", {"from_logits": True, "alpha": 0.25}, "logits_binary"),
+    ("focal-logits-c3", "focal_loss", {"from_logits": True, "alpha": [0.2, 0.3, 0.5],
+                                       "gamma": 1.5}, "logits_c3"),
+    ("focal-class-weights", "focal_loss", {"class_weights": [1.0, 3.0]}, "binary"),
+    ("focal-class-weights-ignore-c3", "focal_loss",
+     {"class_weights": [1.0, 2.0, 3.0], "ignore_index": -1, "gamma": 0.0}, "ignore_c3"),
+    ("lovasz-hinge-ignore", "lovasz_hinge", {"ignore_index": 255}, "ignore_binary"),
+    ("lovasz-hinge-logits-ignore-batch", "lovasz_hinge",
+     {"from_logits": True, "ignore_index": 255, "per_image": False}, "logits_ignore_binary"),
+    ("lovasz-hinge-probabilities", "lovasz_hinge", {"from_logits": False}, "binary"),
+    ("lovasz-softmax-logits-ignore", "lovasz_softmax",
+     {"from_logits": True, "ignore_index": -1, "per_image": True}, "logits_ignore_c3"),
+    ("lovasz-softmax-ignore-all", "lovasz_softmax", {"ignore_index": -1, "classes": "all"},
+     "ignore_c3"),
 ]
 
 
@@ -155,7 +253,9 @@ def _logit(p):
 
 
 def library_value(loss, g, p, settings):
-    arg = _logit(p) if loss in losses.TAKES_LOGITS else p
+    """The library on what the snippet is given: probabilities, or logits where
+    from_logits=True is said (lovasz_hinge's snippet converts probabilities otherwise)."""
+    arg = _logit(p) if loss in losses.TAKES_LOGITS and "from_logits" not in settings else p
     return float(losses.LOSSES[loss](g, arg, **settings))
 
 
@@ -178,6 +278,22 @@ def test_zero_over_zero_cases_have_teeth():
     assert np.isfinite(float(load("tensorflow", "dice_loss", **weighted)(g, p)))
     focal = {"smooth": 0.0, "epsilon": 0.0, "gamma": 2.0}
     assert np.isnan(library_value("tversky_loss", g, p, focal))
+
+
+def test_every_new_keyword_and_value_is_covered():
+    said = {(key, repr(value)) for _, _, settings, _ in CASES for key, value in settings.items()}
+    for key in ("from_logits", "ignore_index", "class_weights", "pos_weight"):
+        assert any(k == key for k, _ in said), key
+    for empty in losses.EMPTY_CONVENTIONS:
+        assert ("empty", repr(empty)) in said
+    for kind in losses.WEIGHT_TYPES[1:]:
+        assert ("weight_type", repr(kind)) in said
+    issue_16 = {"dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss",
+                "binary_crossentropy", "bce_dice_loss", "bce_log_dice_loss", "focal_loss",
+                "lovasz_hinge", "lovasz_softmax"}
+    for keyword in ("from_logits", "ignore_index"):
+        covered = {case[1] for case in CASES if keyword in case[2]}
+        assert issue_16 <= covered, (keyword, issue_16 - covered)
 
 
 @pytest.mark.parametrize("case_id, loss, settings, data", CASES, ids=[c[0] for c in CASES])
@@ -256,6 +372,15 @@ GRADIENT_CASES = [
     # tied errors: the gradient depends on the order of ties (stable, pixel order)
     ("lovasz_hinge", {"per_image": False}, "ties"),
     ("lovasz_softmax", {"classes": "all", "per_image": True}, "ties"),
+    # the peers' options (issue 16), w.r.t. the probabilities
+    ("dice_loss", {"ignore_index": -1, "empty": "skip", "class_weights": [1.0, 2.0, 0.5]},
+     "ignore_c3"),
+    ("tversky_loss", {"empty": "zero", "gamma": 2.0, "per_image": False}, "c3_absent"),
+    ("generalized_dice_loss", {"weight_type": "simple", "empty": "skip"}, "binary"),
+    ("binary_crossentropy", {"pos_weight": [1.0, 3.0, 0.5], "class_weights": [1.0, 2.0, 0.5],
+                             "ignore_index": -1}, "ignore_c3"),
+    ("focal_loss", {"class_weights": [1.0, 3.0], "ignore_index": 255}, "ignore_binary"),
+    ("lovasz_softmax", {"ignore_index": -1, "per_image": True}, "ignore_c3"),
 ]
 
 
@@ -332,7 +457,11 @@ GRAPH_CASES = [("dice_loss", {"include_background": False}, "c3"),
                ("generalized_dice_loss", {"per_image": False}, "c4"),
                ("focal_loss", {"alpha": [0.2, 0.3, 0.5]}, "c3"),
                ("lovasz_hinge", {"per_image": True}, "binary"),
-               ("lovasz_softmax", {"per_image": True}, "c3")]
+               ("lovasz_softmax", {"per_image": True}, "c3"),
+               ("binary_crossentropy", {"from_logits": True, "class_weights": [1.0, 2.0, 0.5],
+                                        "ignore_index": -1}, "logits_ignore_c3"),
+               ("dice_loss", {"empty": "skip", "ignore_index": -1}, "ignore_c3"),
+               ("generalized_dice_loss", {"empty": "skip", "weight_type": "simple"}, "c4")]
 
 
 @pytest.mark.parametrize("loss, settings, data", GRAPH_CASES, ids=[c[0] for c in GRAPH_CASES])
@@ -367,6 +496,8 @@ def test_snippet_header_and_constants_say_what_it_is():
     assert "import torch" in source and "tensorflow" not in source
     assert "GAMMA" not in source  # gamma = 1: no focal code
     assert "CLASS_WEIGHTS" not in source  # no weights: no weight code
+    for absent in ("IGNORE_INDEX", "present =", "torch.sigmoid", "torch.softmax"):
+        assert absent not in source  # the defaults write none of the new keywords' code
 
 
 def test_numpy_settings_bake_like_plain_python():
@@ -375,6 +506,15 @@ def test_numpy_settings_bake_like_plain_python():
     numpy = codegen.snippet("tensorflow", loss="dice_loss", smooth=np.float32(0.5),
                             per_image=np.bool_(False), class_weights=np.array([1, 2, 0.5]))
     assert numpy == plain
+
+
+def test_from_logits_snippets_say_they_take_logits():
+    source = codegen.snippet("tensorflow", loss="focal_loss", from_logits=True)
+    assert "takes channels-last logits (from_logits=True)" in source
+    assert "tf.math.log_sigmoid" in source and "tf.nn.log_softmax" in source
+    assert "clip_by_value" not in source  # no clipped probabilities on the way
+    hinge = codegen.snippet("pytorch", loss="lovasz_hinge", from_logits=True)
+    assert "logits = y_pred" in hinge and "log1p" not in hinge
 
 
 def test_lovasz_hinge_snippet_says_it_converts_probabilities_to_logits():

@@ -284,7 +284,8 @@ def test_smp_is_mapped_without_its_default_activation():
     for g, p in CASES.values():
         row = {t.key: t for t in conventions.translate(g, p)}["smp"]
         assert "from_logits=False" in row.call and "from_logits=False" in row.why
-        assert row.mapped["soft_label"] is True and row.mapped[conventions.ABSENT_CLASSES_ZERO]
+        assert row.mapped["soft_label"] is True and row.mapped["empty"] == "zero"
+        assert conventions.ABSENT_CLASSES_ZERO not in row.mapped  # a keyword, not an extra step
     modes = {name: {t.key: t for t in conventions.translate(g, p)}["smp"].call
              for name, (g, p) in CASES.items()}
     assert 'mode="binary"' in modes["binary_empty_image"]
@@ -381,4 +382,16 @@ def test_bad_input_raises_value_error(y_true, y_pred, ours, message):
 def test_evaluate_refuses_extra_steps_with_unsupported_keywords():
     g, p = CASES["binary_empty_image"]
     with pytest.raises(ValueError, match="class_weights"):
-        conventions.evaluate(g, p, {"class_weights": [1.0], conventions.ABSENT_CLASSES_ZERO: True})
+        conventions.evaluate(g, p, {"class_weights": [1.0], conventions.DENOMINATOR_FLOOR: 1e-7})
+
+
+def test_the_old_absent_classes_step_is_the_empty_zero_keyword():
+    g, p = CASES["multiclass_absent_class"]
+    old = conventions.evaluate(g, p, {"smooth": 0.0, "per_image": False,
+                                      conventions.ABSENT_CLASSES_ZERO: True})
+    assert old == conventions.evaluate(g, p, {"smooth": 0.0, "per_image": False,
+                                              "empty": "zero"})
+    # the smp row without its floor (which does not bind here) is one dice_loss call
+    smp = {t.key: t for t in conventions.translate(g, p)}["smp"]
+    plain = {k: v for k, v in smp.mapped.items() if k != conventions.DENOMINATOR_FLOOR}
+    assert smp.value == pytest.approx(reference.dice_loss(g, p, **plain), rel=1e-12)

@@ -585,6 +585,14 @@ FD_CASES = [
     ("lovasz_softmax", (2, 4, 5, 3), {}),
     ("lovasz_softmax", (2, 4, 5, 3), {"classes": "all", "per_image": True}),
     ("lovasz_softmax", (2, 4, 5, 1), {}),
+    # the peers' options (issue 16) on probabilities; from_logits and ignore_index are in
+    # tests/test_peer_options.py
+    ("generalized_dice_loss", (2, 4, 5, 3), {"weight_type": "simple"}),
+    ("generalized_dice_loss", (2, 4, 5, 3), {"weight_type": "uniform", "per_image": False}),
+    ("binary_crossentropy", (2, 5, 6, 1), {"pos_weight": 3.0, "class_weights": [1.0, 2.5]}),
+    ("binary_crossentropy", (2, 4, 5, 3), {"pos_weight": [1.0, 2.0, 0.5]}),
+    ("focal_loss", (2, 4, 5, 3), {"class_weights": [0.5, 1.0, 2.0], "alpha": 0.25}),
+    ("dice_loss", (2, 4, 5, 3), {"empty": "zero", "class_weights": [1.0, 2.0, 0.5]}),
 ]
 
 
