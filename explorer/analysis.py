@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from skimage import morphology
 
-from explorer import gradients, losses, masks
+from explorer import gradients, losses, masks, metrics
 from explorer.settings import LOSS_LABELS, Settings
 
 
@@ -564,3 +565,140 @@ def loss_range(settings: Settings) -> str:
         return (f"Lovász runs from 0 to about {1 + _MAX_LOGIT:.1f}: its errors are hinge "
                 f"errors 1 − z·(2g − 1) on logits z, up to 1 + {bce}")
     return "Lovász-Softmax runs from 0 to 1"
+
+
+# ------------------------------------------------------------- beyond overlap
+
+@dataclass(frozen=True)
+class Measure:
+    """One line of the "Beyond overlap" view."""
+
+    key: str
+    label: str
+    value: float  # nan or inf where a mask is empty (``reason`` says why)
+    counts: str  # what the value is made of, in words ("tp 3 · fp 0 · fn 12"), or ""
+    sees: str  # what it sees that Dice does not, one line
+    reason: str = ""  # why the value is not an ordinary number (an empty mask), or ""
+
+    @property
+    def shown(self) -> str:
+        """The value in the view: four significant digits, or what it is in words."""
+        if math.isnan(self.value):
+            return "undefined"
+        return "infinite" if math.isinf(self.value) else f"{self.value:.4g}"
+
+
+class BeyondOverlap(NamedTuple):
+    measures: list[Measure]
+    calibration: metrics.Calibration
+
+
+SEES = {
+    "dice": "The overlap itself, pixels counted alike wherever they are: the others' yardstick.",
+    "hd95": "How far the worst 5% of boundary points lie from the other boundary: one stray "
+            "blob far away, a few pixels to Dice, is the whole distance here.",
+    "asd": "The mean distance between the boundaries: where the error lies, not only how "
+           "many pixels it has.",
+    "nsd": "The share of both boundaries within τ of the other: a ragged edge that Dice "
+           "averages away.",
+    "lesion_recall": "Lesions found out of all, each counted once: many small ones missed "
+                     "barely move Dice.",
+    "lesion_precision": "Predicted blobs that touch a lesion: a stray blob counts as one, "
+                        "whatever its size.",
+    "lesion_f1": "Detection as one number: lesions counted, not pixels.",
+    "cl_dice": "Centre lines, not areas: a thin branch weighs by its length, so losing it "
+               "shows; thickness does not.",
+    "ece": "Whether p is as sure as it is right: Dice at a threshold sees only which side "
+           "of it p falls.",
+}
+
+
+def hard_dice(truth_fg, pred_fg) -> float:
+    """2|T ∩ P| / (|T| + |P|) of two boolean masks; nan when both are empty (0/0)."""
+    t, p = np.asarray(truth_fg, bool), np.asarray(pred_fg, bool)
+    total = int(t.sum()) + int(p.sum())
+    return 2 * int((t & p).sum()) / total if total else math.nan
+
+
+def _why(metric: str, truth_fg, pred_fg) -> str:
+    found = metrics.degenerate_reason(metric, truth_fg, pred_fg)
+    return found.message.split(": ", 1)[1] if found else ""
+
+
+def beyond_overlap(truth_fg, pred_fg, prob, *, tolerance: float = 1.0, spacing=None,
+                   unit: str = "px", bins: int = 10) -> BeyondOverlap:
+    """What Dice does not see, for one binary truth and hard prediction (2-D ``[H, W]`` or
+    3-D ``[D, H, W]``) and the probabilities ``prob`` behind the prediction: hard Dice, then
+    HD95, ASD and NSD at ``tolerance`` (in ``unit``, the units of ``spacing``), lesion recall,
+    precision and F1, clDice and ECE, all from :mod:`explorer.metrics`. Each measure says in
+    one line what it sees that Dice does not, and why it is undefined or infinite on an empty
+    mask (``metrics.degenerate_reason``)."""
+    t, p = np.asarray(truth_fg, bool), np.asarray(pred_fg, bool)
+    dice = hard_dice(t, p)
+    lesions = metrics.lesion_detection(t, p)
+    found = f"found {lesions['tp']} · missed {lesions['fn']}"
+    unit_label = f" ({unit})"
+    rows = [
+        Measure("dice", "Dice (hard)", dice, f"|T| = {int(t.sum()):,} · |P| = {int(p.sum()):,}",
+                SEES["dice"], "truth and prediction are both empty: 0/0" if math.isnan(dice)
+                else ""),
+        Measure("hd95", "HD95" + unit_label,
+                metrics.hausdorff_distance(t, p, percentile=95, spacing=spacing),
+                "95th percentile, each direction", SEES["hd95"],
+                _why("hausdorff_distance", t, p)),
+        Measure("asd", "ASD" + unit_label,
+                metrics.average_surface_distance(t, p, spacing=spacing), "both directions",
+                SEES["asd"], _why("average_surface_distance", t, p)),
+        Measure("nsd", f"NSD at τ = {tolerance:g} {unit}",
+                metrics.surface_dice(t, p, tolerance=tolerance, spacing=spacing),
+                "boundary points within τ", SEES["nsd"], _why("surface_dice", t, p)),
+        Measure("lesion_recall", "Lesion recall", lesions["recall"], found,
+                SEES["lesion_recall"], _why("lesion_detection", t, p)),
+        Measure("lesion_precision", "Lesion precision", lesions["precision"],
+                f"false-positive blobs {lesions['fp']}", SEES["lesion_precision"],
+                _why("lesion_detection", t, p)),
+        Measure("lesion_f1", "Lesion F1", lesions["f1"], "", SEES["lesion_f1"],
+                _why("lesion_detection", t, p)),
+        Measure("cl_dice", "clDice", metrics.cl_dice(t, p), "skeletons", SEES["cl_dice"],
+                _why("cl_dice", t, p)),
+    ]
+    calibration = metrics.expected_calibration_error(t, np.asarray(prob, np.float64), bins=bins)
+    rows.append(Measure("ece", "ECE", calibration.ece, f"{bins} bins of confidence",
+                        SEES["ece"]))
+    return BeyondOverlap(rows, calibration)
+
+
+def slice_dice(truth_fg, pred_fg) -> tuple[np.ndarray, float]:
+    """Per-slice hard Dice along the first axis of 3-D masks ``[D, H, W]`` (nan where a
+    slice is empty in both: 0/0), and the volume's Dice over every voxel at once."""
+    t, p = np.asarray(truth_fg, bool), np.asarray(pred_fg, bool)
+    return np.array([hard_dice(a, b) for a, b in zip(t, p)]), hard_dice(t, p)
+
+
+def empty_conventions(truth, pred, settings: Settings) -> tuple[str, dict[str, float]]:
+    """The chosen region loss (Dice loss when the chosen one takes no ``empty``) under each
+    empty-class convention of ``losses.EMPTY_CONVENTIONS``: (the loss's pick, values)."""
+    key = settings.loss
+    if "empty" not in losses.loss_keywords(losses.LOSSES[settings.loss_name()]):
+        key = "dice_loss"
+    return key, {empty: _value(settings.replace(empty=empty), key, truth, pred)
+                 for empty in losses.EMPTY_CONVENTIONS}
+
+
+def logits_contrast(logit: float = -30.0) -> dict[str, tuple[float, float]]:
+    """BCE of one pixel of truth 1 whose model logit is ``logit``, and its derivative
+    w.r.t. the logit, computed from the probability (clipped to 1e-7, as Keras) and from
+    the logit (``from_logits=True``, log-sigmoid): {"probabilities": (value, grad),
+    "logits": (value, grad)}."""
+    import tensorflow as tf
+
+    g = tf.ones((1, 1, 1, 1), tf.float64)
+    z = tf.constant(np.full((1, 1, 1, 1), logit))
+    found = {}
+    for reads in ("probabilities", "logits"):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = (losses.binary_crossentropy(g, z, from_logits=True) if reads == "logits"
+                     else losses.binary_crossentropy(g, tf.sigmoid(z)))
+        found[reads] = (float(value), float(tape.gradient(value, z)[0, 0, 0, 0]))
+    return found

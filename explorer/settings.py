@@ -45,6 +45,8 @@ class Settings:
     dice_weight: float = 1.0
     lovasz_classes: str = "present"
     threshold: float = 0.5
+    empty: str = "smooth"  # how a region loss scores a class empty in truth and prediction
+    from_logits: bool = False  # the losses read the logits behind p (log-sigmoid, no clip)
 
     def __post_init__(self):
         if self.loss not in LOSS_LABELS:
@@ -81,8 +83,10 @@ class Settings:
             "beta": self.beta,
             "gamma": self.focal_gamma if name == "focal_loss" else self.tversky_gamma,
             "bce_weight": self.bce_weight, "dice_weight": self.dice_weight,
-            "classes": self.lovasz_classes,
+            "classes": self.lovasz_classes, "empty": self.empty,
         }
+        if self.from_logits:  # only when asked: the Lovász hinge reads logits by default
+            mine["from_logits"] = True
         if name in ("binary_crossentropy", "focal_loss"):
             # these class weights are the Dice family's (w_c L_c); cross-entropy's are torch's
             # w[y_i], a different knob the explorer does not set

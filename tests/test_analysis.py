@@ -325,3 +325,36 @@ def test_l1_intersection_on_a_soft_truth_is_not_called_two_valued():
     _, grad = gradients.loss_and_gradient("dice_loss", hard_truth, pred, **settings.keywords())
     assert "two values" in analysis.piecewise_note(settings, "probabilities", grad[0, ..., 0],
                                                    truth_labels > 0)
+
+
+def test_empty_class_conventions_as_the_notes_list_them():
+    empty = np.zeros((1, 8, 8, 1), np.float32)
+    key, values = analysis.empty_conventions(empty, empty, Settings(smooth=0.0))
+    assert key == "dice_loss"
+    assert math.isnan(values["smooth"]) and math.isnan(values["nan"])
+    assert values["zero"] == 0.0 and values["one"] == 1.0
+    key, values = analysis.empty_conventions(empty, empty, Settings(loss="focal_loss"))
+    assert key == "dice_loss"  # focal takes no `empty`: the notes speak of Dice
+    key, _ = analysis.empty_conventions(empty, empty, Settings(loss="tversky_loss"))
+    assert key == "tversky_loss"
+
+
+def test_logits_contrast_is_what_the_sentence_says():
+    contrast = analysis.logits_contrast(-30.0)
+    value, grad = contrast["probabilities"]
+    assert value == pytest.approx(-math.log(1e-7), rel=1e-6) and grad == 0.0  # the clip
+    value, grad = contrast["logits"]
+    assert value == pytest.approx(30.0, rel=1e-9)
+    assert grad == pytest.approx(-1.0, abs=1e-9)  # sigmoid(-30) - 1
+
+
+def test_from_logits_changes_nothing_within_the_clip_as_the_sentence_says():
+    from explorer import gradients
+    _, truth, pred = pair(confidence=1.0)
+    for wrt in ("probabilities", "logits"):
+        plain = gradients.loss_and_gradient("binary_crossentropy", truth, pred, wrt=wrt)
+        logits = gradients.loss_and_gradient("binary_crossentropy", truth, pred, wrt=wrt,
+                                             **Settings(loss="binary_crossentropy",
+                                                        from_logits=True).keywords())
+        assert logits[0] == pytest.approx(plain[0], rel=1e-5)
+        np.testing.assert_allclose(logits[1], plain[1], rtol=1e-4, atol=1e-9)

@@ -128,10 +128,17 @@ def test_both_empty_with_smooth_zero_is_explained_not_nan(at):
     assert (at.metric[0].label, at.metric[0].value) == ("Dice loss: undefined", "0/0")
     assert any(w.value.startswith("this image: undefined (0/0)") and "both empty" in w.value
                for w in at.warning)
+    notes = " ".join(c.value for c in at.caption)  # how other libraries score it, computed
+    assert "loss 0 (smp) 0.000000 · loss 1 (Keras 3) 1.000000" in notes
     at.number_input(key="epsilon").set_value(1e-6)
     _run(at)
     assert at.metric[0].value == "1.000000"  # a perfect empty prediction punished
     assert any("perfect empty prediction" in w.value for w in at.warning)
+    at.selectbox(key="empty").set_value("zero")
+    at.checkbox(key="from_logits").check()
+    _run(at)
+    assert at.metric[0].value == "0.000000"  # smp: an empty class costs 0
+    assert any("at logit −30 scores BCE 16.12 with gradient 0" in c.value for c in at.caption)
 
 
 def _fake_canvas(rgba):

@@ -243,17 +243,38 @@ def _notes(truth, pred, settings: Settings, chosen) -> None:
         st.warning(chosen.refused)
     elif math.isinf(chosen.value):
         _infinite(chosen.label)
-    for case in losses.degenerate_cases(truth, pred, smooth=settings.smooth,
-                                        epsilon=settings.epsilon, squared=settings.squared,
-                                        per_image=settings.per_image,
-                                        include_background=settings.include_background,
-                                        soft_label=settings.soft_label,
-                                        image_names=["this image"]):
+    cases = losses.degenerate_cases(truth, pred, smooth=settings.smooth,
+                                    epsilon=settings.epsilon, squared=settings.squared,
+                                    per_image=settings.per_image,
+                                    include_background=settings.include_background,
+                                    soft_label=settings.soft_label, image_names=["this image"])
+    for case in cases:
         (st.warning if case.kind in ("undefined", "empty_scores_zero") else st.info)(
             case.message)
+    if cases:
+        key, values = analysis.empty_conventions(truth, pred, settings)
+        st.caption(f"The empty class, as other libraries score it ({LOSS_LABELS[key]}): "
+                   + " · ".join(f"{widgets.EMPTY_LABELS[k]} {widgets.shown(v)}"
+                                for k, v in values.items())
+                   + ". Pick one under the stage: 'A class empty in truth and prediction "
+                     "scores'.")
+    if settings.from_logits:
+        st.caption(_logits_sentence())
     formula = analysis.loss_formula(truth, pred, settings)
     if formula.note:
         st.caption(formula.note)
+
+
+def _logits_sentence() -> str:
+    """What reading logits changes, on one pixel (the page's logits come from the
+    probabilities shown, |z| ≤ 16.1, where both ways agree)."""
+    contrast = analysis.logits_contrast(-30.0)
+    (p_value, p_grad), (z_value, z_grad) = contrast["probabilities"], contrast["logits"]
+    return ("The losses read the logits (from_logits=True). Here the logits come from the "
+            "probabilities shown, within ±16.1, so the numbers are the same. Beyond, only "
+            "logits keep the push: one pixel of truth 1 at logit −30 scores BCE "
+            f"{p_value:.2f} with gradient {p_grad:g} from its clipped probability, but "
+            f"{z_value:.2f} with gradient {z_grad:.2f} from its logit.")
 
 
 def _infinite(label: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from explorer import training
+from explorer import masks, training
 from explorer.predictions import Edits
 from explorer.settings import Settings
 from explorer.ui import runtime
@@ -28,12 +28,19 @@ CLASS_CHOICES = (2, 3, 4, 5, 6)  # the page's classes: 2 is binary
 NONE = "none"  # no scenario: free exploration
 WRT_LABELS = {"probabilities": "∂L/∂p", "logits": "∂L/∂logit"}
 NUMBERS_TAB = "All numbers"
+BEYOND_TAB = "Beyond overlap"
+VOLUMES_TAB = "3-D volumes"
 FORMULA_TAB = "Formula and counts"
 BATCH_TAB = "Batch: per image vs whole batch"
 COMPARED = ("dice_loss", "binary_crossentropy", "lovasz")  # the losses side by side at first
 GRADIENT_SCALES = ("per map", "shared", "locked")
 
 _SETTINGS, _EDITS = Settings(), Edits()
+
+
+def pitfall_key(kind: str) -> str:
+    """The key of a pitfall's amount (``masks.PITFALLS``): "pitfall_far_blob", …"""
+    return "pitfall_" + kind.replace(" ", "_")
 
 
 # ----------------------------------------------------------------- in the URL
@@ -52,10 +59,16 @@ EXPLORE = {
     "temperature": _EDITS.temperature,
     **{key: getattr(_SETTINGS, key) for key in (
         "loss", "smooth", "epsilon", "squared", "per_image", "soft_label", "threshold", "alpha",
-        "beta", "tversky_gamma", "focal_gamma", "bce_weight", "dice_weight", "lovasz_classes")},
+        "beta", "tversky_gamma", "focal_gamma", "bce_weight", "dice_weight", "lovasz_classes",
+        "empty", "from_logits")},
     "gradient_wrt": WRT_LABELS["probabilities"], "explore_tabs": NUMBERS_TAB,
     "batch_empty": True, "stage_compare": NONE, "gradient_scale": GRADIENT_SCALES[1],
     "gradient_log": False,
+    # the pitfall pairs ("Pitfall" as a source), the surface tolerance of "Beyond overlap"
+    # in pixels, and the volume of "3-D volumes"
+    "pitfall": next(iter(masks.PITFALLS)),
+    **{pitfall_key(kind): spec[3] for kind, spec in masks.PITFALLS.items()},
+    "nsd_tolerance": 1.0, "volume_name": masks.VOLUME_NAMES[0],
 }
 
 # Defaults that depend on what is on offer are rules: functions of the options.
@@ -79,6 +92,9 @@ SHARED = {
     "batch_gallery": lambda names: names[:2], "sweep_losses": COMPARED, "sweep_log_y": False,
     "code_framework": "tensorflow",
     "lovasz_side": 12, "lovasz_step": 1,  # pixels taken: the first, then step on
+    # the 3-D view: the slice shown, the voxel size (mm, [D, H, W]) and the tolerance (mm)
+    "volume_slice": masks.VOLUME_SHAPE[0] // 2, "spacing_d": 3.0, "spacing_h": 1.0,
+    "spacing_w": 1.0, "volume_tolerance": 2.0,
 }
 
 # ------------------------------------------------------- for the session only
@@ -91,6 +107,9 @@ KEPT = {
     "train_lr": training.TrainConfig.learning_rate, "train_width": 8, "train_depth": 3,
     "train_seed": 0, "train_flips": True, "train_compare": False,
     "train_losses": ("dice_loss", "binary_crossentropy", "bce_dice_loss"),
+    # the Train tab's results: a recorded run (instant, for a class) or this session's own
+    "train_view": "Replay", "train_seeds": 1,
+    "train_replay": lambda options: "tiny-objects" if "tiny-objects" in options else options[0],
 }
 # a GPU trains a larger model on larger images in the same minute (mixed precision on)
 ON_GPU = {"train_size": 128, "train_batch": 64, "train_width": 16}
@@ -106,8 +125,9 @@ PLAIN = {
         "masks_file_upload", "truth_upload", "prediction_upload", "train_start", "train_stop",
         "download_curves", "download_model")},
 }
-# keys made per scenario or per page shape: scenario_button_<scenario>, <side>_canvas_<classes>
-FAMILIES = ("scenario_button_", *(f"{side}_canvas_" for side in SIDES))
+# keys made per scenario or per page shape: scenario_button_<scenario>, <side>_canvas_<classes>;
+# a replay's epoch, train_replay_epoch_<replay> (replays differ in their epochs)
+FAMILIES = ("scenario_button_", *(f"{side}_canvas_" for side in SIDES), "train_replay_epoch_")
 
 # ------------------------------------------------ what the app keeps for itself
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import streamlit as st
 
-from explorer import analysis, charts
+from explorer import analysis, charts, losses
 from explorer.settings import LOSS_LABELS, Settings
 from explorer.ui import state
 from explorer.ui.state import GRADIENT_SCALES
@@ -19,6 +19,9 @@ from explorer.ui.state import GRADIENT_SCALES
 LOG_GRID = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0,
             30.0, 100.0, 300.0, 1000.0)
 LOG = logging.getLogger("explorer")
+EMPTY_LABELS = {"smooth": "what smooth and epsilon give (ours)", "zero": "loss 0 (smp)",
+                "one": "loss 1 (Keras 3)", "nan": "undefined (NaN)",
+                "skip": "left out of the mean"}
 WEIGHTS_PER_ROW = 3  # class weight inputs a row: readable in a 250 px column
 
 
@@ -174,8 +177,16 @@ def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
                                 disabled=squared and not soft_on,
                                 help="Intersection Σ(p+g−|p−g|)/2: a soft target matches "
                                      "itself.")
+    from_logits = boxes.checkbox("Loss reads logits", **state.with_value("from_logits"),
+                                 help="from_logits=True: the loss takes the logits z behind p "
+                                      "and computes log σ(z) itself, with no clip of p.")
     threshold = st.slider("Threshold", 0.0, 1.0, step=0.01, **state.with_value("threshold"),
                           help="For the hard metrics (argmax with several classes).")
+    empty = st.selectbox("A class empty in truth and prediction scores",
+                         losses.EMPTY_CONVENTIONS, format_func=EMPTY_LABELS.get,
+                         **state.with_index("empty", losses.EMPTY_CONVENTIONS),
+                         help="empty=…: what a region loss gives a class with nothing to find "
+                              "and nothing found (other libraries differ).")
     class_weights, normalize, include_background = None, True, True
     if num_classes > 2:
         class_weights, normalize, include_background = _class_weight_widgets(num_classes,
@@ -207,7 +218,7 @@ def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
         normalize_weights=normalize, include_background=include_background, alpha=alpha,
         beta=beta, tversky_gamma=tversky_gamma, focal_gamma=focal_gamma, focal_alpha=focal_alpha,
         lovasz_classes=lovasz_classes, threshold=threshold, bce_weight=bce_weight,
-        dice_weight=dice_weight,
+        dice_weight=dice_weight, empty=empty, from_logits=from_logits,
     )
 
 
