@@ -262,7 +262,7 @@ def test_train_tab_queues_a_second_session_and_stops(monkeypatch):
         run(first)
         assert not first.error
         results = first.dataframe[0].value
-        assert list(results["loss"]) == ["dice_loss"] and bool(results["stopped"][0])
+        assert list(results["loss"]) == ["Dice loss"] and bool(results["stopped"][0])
         assert "download_model" in {b.key for b in first.get("download_button")}
         assert any("now 0 running, 0 waiting" in c.value for c in first.caption)
     finally:  # the limiter is server-wide: leave nothing running for the next test

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from explorer.training.loop import (TrainConfig, TrainResult, compare, cpu_cores,
                                     device_description)
+from explorer.training.replays import Recorder
 
 MAX_RUNS_ENV = "EXPLORER_MAX_TRAINING_RUNS"
 CHILD_NICE = 10  # CFS weight 110 against the server's 1024: the UI process keeps the CPU first
@@ -314,7 +315,10 @@ class TrainingJob:
     - ``results``: one :class:`TrainResult` per run without model or data (the
       server keeps numbers, not models); the last one carries its ``.keras`` file in
       ``info["keras_file"]`` (bytes, when at most ``MODEL_BYTES_CAP``);
-    - ``error``: one line when the child failed; ``spawn_seconds``: start to ready.
+    - ``error``: one line when the child failed; ``spawn_seconds``: start to ready;
+    - :meth:`comparison`: everything so far as a comparison of
+      :mod:`explorer.training.replays` (every epoch's strip included), the structure a
+      replay loads into.
 
     ``stop()`` ends the run after the current step (or leaves the queue); the child
     is terminated if it does not finish within ``STOP_GRACE`` seconds. ``alive()``,
@@ -336,6 +340,7 @@ class TrainingJob:
             config.validate()
         self.records: list[dict] = []
         self.results: list[TrainResult] = []
+        self.recorder = Recorder(self.configs)
         self.samples: dict | None = None
         self.run, self.step, self.total = 0, 0, 0
         self.error: str | None = None
@@ -384,6 +389,10 @@ class TrainingJob:
         """Wait until the job has finished; True when it has."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def comparison(self) -> dict:
+        """The runs so far as a live comparison (:mod:`explorer.training.replays`)."""
+        return self.recorder.comparison()
 
     def fraction(self) -> float:
         """Share of all steps of all runs done so far."""
@@ -480,9 +489,12 @@ class TrainingJob:
             self.step, self.total = payload
         elif kind == "epoch":
             self.records.append(payload)
+            self.recorder.add_epoch(payload)
         elif kind == "samples":
             self.samples = {**payload, "run": self.run}
+            self.recorder.add_samples(self.samples)
         elif kind == "result":
+            self.recorder.add_result(len(self.results), payload)
             self.results.append(payload)
         elif kind == "error":
             self.error = payload

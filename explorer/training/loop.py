@@ -54,7 +54,7 @@ from explorer.training.model import build_unet
 SCHEDULES = ("cosine", "constant")
 VALIDATION_CHUNK = 64  # validation images per forward call (rounded to whole batches)
 
-# the public Keras loss class of explorer.losses for each loss name, by its ``function``
+
 @dataclass
 class TrainConfig:
     """What to train. ``loss`` is a name in ``explorer.losses.LOSSES``; its keywords go
@@ -108,6 +108,24 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return _jsonable(dataclasses.asdict(self))
+
+
+# Each dataset's training settings where they differ from TrainConfig's defaults: what the
+# command line and the Train tab use for that dataset unless told otherwise. The numbers
+# behind the tiny-objects preset (3 seeds, each loss) are in the README.
+PRESETS = {
+    "synthetic": {},
+    "coins": {},
+    "tiny-objects": {"epochs": 12, "learning_rate": 3e-3},
+}
+
+
+def preset_config(dataset: str = "synthetic", **changes) -> TrainConfig:
+    """The :class:`TrainConfig` of ``dataset``'s preset (:data:`PRESETS`), with
+    ``changes`` (any TrainConfig field) on top."""
+    if dataset not in PRESETS:
+        raise ValueError(f"dataset must be one of {', '.join(PRESETS)}, got {dataset!r}")
+    return TrainConfig(**{**PRESETS[dataset], **changes, "dataset": dataset})
 
 
 def cpu_cores() -> int:
@@ -391,9 +409,9 @@ def compare(configs, *, base: TrainConfig | None = None, on_start: Callable | No
 
     ``configs`` holds :class:`TrainConfig` objects or loss names (a name is ``base``,
     default ``TrainConfig()``, with that loss and its default keywords). ``on_start(i,
-    config)`` before run ``i``; ``on_epoch`` and ``on_step`` as in :func:`train` but the
-    record (or logs) carry ``"run": i`` and ``"loss_name"``. When ``should_stop()``
-    stops a run, the remaining runs are skipped.
+    config)`` before run ``i``; ``on_epoch``, ``on_step`` and ``on_samples`` as in
+    :func:`train` but the record (logs, samples) carry ``"run": i`` and
+    ``"loss_name"``. When ``should_stop()`` stops a run, the remaining runs are skipped.
     """
     base = base or TrainConfig()
     runs = [dataclasses.replace(base, loss=c, loss_keywords={}) if isinstance(c, str) else c
@@ -408,8 +426,10 @@ def compare(configs, *, base: TrainConfig | None = None, on_start: Callable | No
         epoch_cb = None if on_epoch is None else (lambda r, tag=tag: on_epoch({**r, **tag}))
         step_cb = None if on_step is None else (
             lambda s, t, logs, tag=tag: on_step(s, t, {**logs, **tag}))
+        samples_cb = None if on_samples is None else (
+            lambda samples, tag=tag: on_samples({**samples, **tag}))
         result = train(run, on_epoch=epoch_cb, on_step=step_cb, should_stop=should_stop,
-                       on_samples=on_samples)
+                       on_samples=samples_cb)
         results.append(result)
         if result.stopped:
             break

@@ -1,11 +1,19 @@
-"""The Train tab: train a small U-Net with the chosen loss, live, and compare losses.
+"""The Train tab: train a small U-Net with the chosen loss, live, and compare losses;
+or play back a recorded comparison (a replay) instantly.
+
+Settings and Start on the left, the results on the right, one screen. The results are
+a comparison of ``explorer.training.replays`` either way (``load_replay`` or the live
+job's ``comparison()``), drawn by the same views: a table (mean ± spread over seeds),
+validation Dice next to small-object Dice per epoch, one fixed colour per loss, and a
+grid of predictions (one row per validation image, one column per loss, TP/FP/FN).
 
 Training runs in a child process (``training.TrainingJob``), not in the server: in a
 thread it would share the server's cores and GIL with every other session and slow
 their Explore tab. A server-wide limiter (the one deliberately shared object) lets a
-few runs go at once and queues the others, first come first served. Each session has
-at most one job, kept in its ``st.session_state``; a fragment polls it every
-``POLL_SECONDS`` while it is queued or running.
+few runs go at once and queues the others, first come first served; a class replays
+while one person trains. Each session has at most one job, kept in its
+``st.session_state``; a fragment polls it every ``POLL_SECONDS`` while it is queued or
+running.
 """
 
 from __future__ import annotations
@@ -62,13 +70,31 @@ def _runs(n: int) -> str:
     return f"{n} run{'' if n == 1 else 's'}"
 
 
+DATASET_LABELS = {"synthetic": "synthetic shapes (imbalanced)",
+                  "tiny-objects": "tiny objects (0.5 % foreground)",
+                  "coins": "coins (scikit-image tiles)"}
+# the widgets a dataset's preset sets (training.PRESETS), by TrainConfig field
+PRESET_WIDGETS = {"image_size": "train_size", "epochs": "train_epochs",
+                  "batch_size": "train_batch", "learning_rate": "train_lr",
+                  "width": "train_width", "depth": "train_depth", "flips": "train_flips"}
+
+
+def _apply_preset() -> None:
+    """The chosen dataset's preset into the settings (a person may change them after)."""
+    preset = training.PRESETS.get(st.session_state.get("train_dataset"), {})
+    for field, key in PRESET_WIDGETS.items():
+        st.session_state[key] = preset.get(field, state.default(key))
+
+
 def config_panel() -> tuple[list[training.TrainConfig], bool]:
     """The training settings; returns the configs to train and whether to compare."""
     st.subheader("Data and model")
     dataset = st.selectbox("Dataset", training.DATASETS,
                            **state.with_index("train_dataset", training.DATASETS),
-                           format_func={"synthetic": "synthetic shapes (imbalanced)",
-                                        "coins": "coins (scikit-image tiles)"}.get)
+                           format_func=lambda name: DATASET_LABELS.get(name, name),
+                           on_change=_apply_preset,
+                           help="Each dataset comes with its preset: the epochs, learning "
+                                "rate and sizes below are set when you pick it.")
     knobs = {}
     if dataset == "synthetic":
         with st.expander("Synthetic data knobs"):
@@ -89,6 +115,9 @@ def config_panel() -> tuple[list[training.TrainConfig], bool]:
     depth = c2.selectbox("U-Net depth", depths, **state.with_index("train_depth", depths))
     seed = c1.number_input("Seed", 0, 10_000, **state.with_value("train_seed"))
     flips = c2.checkbox("Random flips", **state.with_value("train_flips"))
+    seeds = c1.selectbox("Seeds", [1, 2, 3], **state.with_index("train_seeds", [1, 2, 3]),
+                         help="Train each loss on this many seeds (seed, seed + 1, …): the "
+                              "results show the mean and the spread. Each seed is a run.")
     st.subheader("Loss")
     compare_mode = st.toggle("Compare several losses", **state.with_value("train_compare"),
                              help="Same data and seed, one after another.")
@@ -103,41 +132,156 @@ def config_panel() -> tuple[list[training.TrainConfig], bool]:
         dataset=dataset, dataset_knobs=knobs, image_size=image_size, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, width=width, depth=depth,
         seed=int(seed), flips=flips)
-    configs = [replace(base, loss=settings.loss_name(k), loss_keywords=settings.keywords(k))
-               for k in picked]
+    configs = [replace(base, loss=settings.loss_name(k), loss_keywords=settings.keywords(k),
+                       seed=int(seed) + i)
+               for i in range(int(seeds)) for k in picked]
     return configs, compare_mode
 
 
 def render() -> None:
     st.caption(f"Device: {training.device_description()}. A small U-Net learns to segment; "
-               "each loss pushes it differently, above all on small objects.")
-    settings_col, live_col = st.columns([1, 2.2])
+               "each loss pushes it differently, above all on small objects. Replays play "
+               "recorded runs at once; Start trains your own.")
+    settings_col, results_col = st.columns([1, 2.2])
     job: Job | None = st.session_state.get(state.TRAIN_JOB)
+    busy = job is not None and job.running
     with settings_col, widgets.panel("Training settings"):
+        start_slot = st.container()  # Start above the settings, near the results
         configs, compare_mode = config_panel()
-        busy = job is not None and job.running
-        problem = _check(configs, compare_mode)
-        if problem:
-            st.warning(problem)
-        if st.button("Start", type="primary", disabled=busy or bool(problem),
-                     **state.keyed("train_start"),
-                     help="One run per person at a time; Stop it to start another."):
-            try:
-                job = Job(configs, limiter=limiter(), owner=_owner(), alive=_session_alive())
-            except ValueError as error:  # this session already has a run (a double click)
-                st.warning(str(error))
-            else:
-                st.session_state[state.TRAIN_JOB] = job
-                st.rerun()  # redraw with Start disabled and the live panel polling
-        counts = limiter().counts()
-        st.caption(f"This server trains {_runs(counts['capacity'])} at a time; now "
-                   f"{counts['running']} running, {counts['waiting']} waiting.")
-    with live_col:
-        st.fragment(live, run_every=POLL_SECONDS if busy else None)()
+        with start_slot:
+            problem = _check(configs, compare_mode)
+            if problem:
+                st.warning(problem)
+            if st.button("Start", type="primary",
+                         disabled=busy or bool(problem), **state.keyed("train_start"),
+                         help="One run per person at a time; Stop it to start another."):
+                try:
+                    job = Job(configs, limiter=limiter(), owner=_owner(),
+                              alive=_session_alive())
+                except ValueError as error:  # this session already has a run (a double click)
+                    st.warning(str(error))
+                else:
+                    st.session_state[state.TRAIN_JOB] = job
+                    st.session_state["train_view"] = "Live"
+                    st.rerun()  # redraw with Start disabled and the live panel polling
+            counts = limiter().counts()
+            st.caption(f"{_runs(len(configs))} to train. This server trains "
+                       f"{_runs(counts['capacity'])} at a time; now {counts['running']} "
+                       f"running, {counts['waiting']} waiting.")
+    with results_col:
+        view = st.segmented_control("Results", list(VIEWS), required=True,
+                                    format_func=VIEWS.get, label_visibility="collapsed",
+                                    **state.with_default("train_view"))
+        if view == "Replay":
+            with widgets.panel("Replay"):
+                replay()
+        else:
+            st.fragment(live, run_every=POLL_SECONDS if busy else None)()
+
+
+# the two sources of results, and what their button says
+VIEWS = {"Replay": "Replay (recorded, instant)", "Live": "Live (your run)"}
+
+
+@st.cache_resource(show_spinner=False)
+def _replay(name: str) -> dict:
+    """A shipped replay, read once per server and shared by every session (read only)."""
+    return training.load_replay(name)
+
+
+def replay() -> None:
+    """A recorded comparison, played back: the epoch slider steps through the training."""
+    shipped = training.list_replays()
+    if not shipped:
+        st.info("No replays are installed (sample_data/training/replays); train live.")
+        return
+    titles = {entry["name"]: entry["title"] for entry in shipped}
+    names = list(titles)
+    pick, step = st.columns([3, 2])
+    name = pick.selectbox("Recorded comparison", names, format_func=titles.get,
+                          **state.with_index("train_replay", names))
+    entry = next(e for e in shipped if e["name"] == name)
+    comparison = _replay(name)
+    epochs = list(range(1, entry["epochs"] + 1))
+    epoch = step.select_slider("Epoch (play back)", epochs, value=epochs[-1],
+                               **state.keyed(f"train_replay_epoch_{name}"),
+                               help="Step through the training: the curves mark the epoch, "
+                                    "the grid shows the predictions after it.")
+    st.caption(f"**Replay**: recorded earlier on {entry['device']}, "
+               f"{len(comparison['runs'])} runs; nothing trains now. {entry['description']}")
+    with st.expander("How this replay was made"):
+        st.code(entry["command"], language="bash", wrap_lines=True)
+        st.caption("Made by `python sample_data/training/make_replays.py`; training is "
+                   "deterministic on the CPU, so the command gives these numbers again.")
+    comparison_views(comparison, epoch=epoch)
+
+
+def comparison_views(comparison: dict, *, epoch: int | None = None) -> None:
+    """The same views for a replay and a live run: the table (mean ± spread over seeds),
+    the curves (validation Dice next to small-object Dice) and the prediction grid."""
+    summary = training.summarize(comparison)
+    runs = comparison["runs"]
+    if not any(run["epochs"] or run["seconds"] is not None for run in runs):
+        return  # nothing trained yet
+    st.dataframe(_summary_frame(summary, runs), hide_index=True, key="train_results",
+                 column_config={name: st.column_config.NumberColumn(format="%.3f")
+                                for name in ("val Dice", "small-object Dice",
+                                             "± sd over seeds", "val IoU")}
+                 | {"seconds per run": st.column_config.NumberColumn(format="%.0f")})
+    if any(group["curves"]["val_dice"]["epoch"] for group in summary):
+        st.plotly_chart(charts.training_comparison_figure(summary, epoch=epoch),
+                        key="train_curves")
+    grid = comparison.get("grid")
+    if grid is not None:
+        _grid(comparison, grid, epoch)
+
+
+def _summary_frame(summary, runs) -> pd.DataFrame:
+    """One row per loss: the final epoch's means over seeds, the small-object Dice's
+    spread (sample standard deviation; none for one seed)."""
+    rows = []
+    for group in summary:
+        final, n = group["final"], len(group["seeds"])
+        rows.append({
+            "loss": group["label"],
+            "val Dice": final["val_dice"]["mean"],
+            "small-object Dice": final["val_small_dice"]["mean"],
+            "± sd over seeds": None if n < 2 else final["val_small_dice"]["sd"],
+            "val IoU": final["val_iou"]["mean"],
+            "seeds": n, "epochs": max(len(runs[i]["epochs"]) for i in group["runs"]),
+            "seconds per run": group["seconds"]["mean"],
+            "stopped": any(runs[i]["stopped"] for i in group["runs"])})
+    return pd.DataFrame(rows)
+
+
+def _grid(comparison: dict, grid: dict, epoch: int | None) -> None:
+    runs = [comparison["runs"][i] for i in grid["runs"]]
+    # the epoch asked for, as an index into each run's recorded epochs (live: the latest)
+    index = -1 if epoch is None else epoch - 1
+    shown = epoch if epoch is not None else max((e[-1] for e in grid["epochs"] if e),
+                                                default=0)
+    colors = charts.OVERLAY_COLORS
+    st.markdown(
+        f"**Validation predictions after epoch {shown}** (seed {grid['seed']}), one row "
+        f"per image: <span style='color:{colors['TP']}'>■ true positive</span> · "
+        f"<span style='color:{colors['FP']}'>■ false positive</span> · "
+        f"<span style='color:{colors['FN']}'>■ false negative</span>",
+        unsafe_allow_html=True)
+    pictures = charts.prediction_grid(grid, index)
+    titles = ["image", "truth"] + [run["label"] for run in runs]
+    keys = [None, None] + [run["loss_key"] for run in runs]
+    for column, title, key, picture in zip(st.columns(len(pictures)), titles, keys, pictures):
+        color = charts.LOSS_COLORS.get(key, "#495057") if key else "#495057"
+        # one line each (long names cut, whole on hover), so the rows line up
+        column.markdown(f"<div title='{title}' style='color:{color}; font-weight:600; "
+                        "font-size:0.85em; white-space:nowrap; overflow:hidden; "
+                        f"text-overflow:ellipsis'>{title}</div>", unsafe_allow_html=True)
+        column.image(picture, width="stretch")
 
 
 def _check(configs, compare_mode) -> str | None:
-    if compare_mode and not 2 <= len(configs) <= 4:
+    losses = {(c.loss, str(sorted(c.loss_keywords.items()))) for c in configs}
+    if compare_mode and not 2 <= len(losses) <= 4:
         return "Pick 2 to 4 losses to compare."
     for config in configs:
         try:
@@ -151,7 +295,8 @@ def live() -> None:
     """Queue place, progress, curves, predictions and results of the session's job."""
     job: Job | None = st.session_state.get(state.TRAIN_JOB)
     if job is None:
-        st.info("Press Start: the default run takes about a minute on two CPU cores.")
+        st.info("Press Start: the default run takes about a minute on two CPU cores. "
+                "Meanwhile, a replay shows a recorded comparison at once.")
         return
     with widgets.panel("Training"):
         if job.running:  # here, so that its label follows the job every second
@@ -165,17 +310,12 @@ def live() -> None:
             _progress(job)
         if job.error:
             st.error(f"Training failed: {job.error}")
-        records = pd.DataFrame(list(job.records))
-        if not records.empty:
-            st.plotly_chart(charts.training_curves_figure(records), key="train_curves")
-        samples = job.samples
-        if samples is not None:
-            st.caption(f"Validation predictions after epoch {samples['epoch']} of run "
-                       f"{samples['run'] + 1}: image | truth | prediction")
-            st.image(charts.sample_strip(samples), width=min(480, 3 * 120), clamp=True)
+        st.caption("**Live**: your own run, trained on this server now"
+                   + (" (the curves grow as it trains)." if job.running else "."))
+        comparison_views(job.comparison())
         results = list(job.results)
-        if results:
-            _results(results, finished=not job.running)
+        if results and not job.running:
+            _downloads(results)
         if not job.running and st.session_state.get(state.TRAIN_POLLING):
             st.session_state[state.TRAIN_POLLING] = False
             st.rerun()  # stop polling: the page redraws once without run_every
@@ -209,27 +349,15 @@ def _pick(job: Job) -> str:
     return "lovasz" if loss.startswith("lovasz") else loss
 
 
-def _results(results: list[training.TrainResult], finished: bool) -> None:
-    rows = []
-    for i, result in enumerate(results):
-        final = result.final or {}
-        rows.append({"run": i + 1, "loss": result.config.loss,
-                     "val Dice": final.get("val_dice"), "val IoU": final.get("val_iou"),
-                     "val Dice (small objects)": final.get("val_dice_small"),
-                     "epochs": len(result.epochs), "seconds": round(result.seconds, 1),
-                     "stopped": result.stopped})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="train_results")
-    shown = results[-1]
-    if finished:
-        c1, c2 = st.columns(2)
-        c1.download_button("Curves (CSV)", "\n".join(r.to_csv() for r in results),
-                           file_name="curves.csv", mime="text/csv",
-                           **state.keyed("download_curves"))
-        model = shown.info.get("keras_file")  # saved by the training process (no optimizer)
-        if model is None:
-            c2.caption("The model was too large to keep; train it with "
-                       "`python -m explorer.train` to save it.")
-        else:
-            c2.download_button("Last model (.keras)", model, file_name="unet.keras",
-                               **state.keyed("download_model"))
-
+def _downloads(results: list[training.TrainResult]) -> None:
+    c1, c2 = st.columns(2)
+    c1.download_button("Curves (CSV)", "\n".join(r.to_csv() for r in results),
+                       file_name="curves.csv", mime="text/csv",
+                       **state.keyed("download_curves"))
+    model = results[-1].info.get("keras_file")  # saved by the training process (no optimizer)
+    if model is None:
+        c2.caption("The model was too large to keep; train it with "
+                   "`python -m explorer.train` to save it.")
+    else:
+        c2.download_button("Last model (.keras)", model, file_name="unet.keras",
+                           **state.keyed("download_model"))
