@@ -183,9 +183,81 @@ def loss_formula(truth, pred, settings: Settings) -> Formula:
     if name in ("binary_crossentropy", "focal_loss"):
         general, lines = _cross_entropy_lines(truth, pred, settings, focal=name == "focal_loss")
         return Formula(general, lines)
+    if name in _BOUNDARY_TOPOLOGY:
+        return _boundary_topology_formula(truth, pred, settings, dice)
     return Formula(r"L = \sum_i e_{(i)}\,\big(J(\{1..i\}) - J(\{1..i-1\})\big)", [],
                    "Errors sorted from the largest, each weighted by how much it adds to the "
                    "Jaccard loss: the 'Lovász step by step' view walks through it.")
+
+
+_BOUNDARY_TOPOLOGY = ("boundary_loss", "boundary_dice_loss", "cl_dice_loss",
+                      "cl_dice_dice_loss")
+BOUNDARY_NOTE = ("φ_G is the truth's signed distance map in pixels (negative inside, positive "
+                 "outside, 0 on its boundary), computed from the truth by SciPy and held "
+                 "constant: ∂L/∂p = φ_G/N pushes far false positives down hardest.")
+SKELETON_NOTE = ("S is the soft skeleton (Shit et al. 2021): {k} steps of min-pool erosion, "
+                 "each adding what an opening removes; it scores centre lines, not areas.")
+
+
+def _boundary_topology_formula(truth, pred, settings: Settings, dice: str) -> Formula:
+    """The boundary loss (Σ φ_G p / N), soft clDice, and their sums with Dice, over the batch
+    (boundary) or per the first image's first kept class (clDice)."""
+    name = settings.loss_name()
+    n = latex_number
+    keywords = settings.keywords()
+    lines, general = [], []
+    if name in ("boundary_dice_loss", "cl_dice_dice_loss"):
+        lines += _index_lines(truth, pred, settings, "dice")
+    if name in ("boundary_loss", "boundary_dice_loss"):
+        g, p = np.asarray(truth, np.float64), np.asarray(pred, np.float64)
+        first = 0 if settings.channels == 1 or settings.include_background else 1
+        phi = losses.signed_distance(g)[..., first:]
+        total, count = float((phi * p[..., first:]).sum()), phi.size
+        general.append(r"\mathrm{Boundary} = \frac{1}{N}\sum_i \phi_G(i)\,p_i")
+        lines.append(rf"\mathrm{{Boundary}} = \frac{{{n(total)}}}{{{count}}} = "
+                     rf"{total / count:.4f}")
+    if name in ("cl_dice_loss", "cl_dice_dice_loss"):
+        general.append(r"\mathrm{clDice} = \frac{2\,T_{prec}T_{sens}}{T_{prec} + T_{sens}},\ "
+                       r"T_{prec} = \frac{\sum S(p)\,g + s}{\sum S(p) + s},\ "
+                       r"T_{sens} = \frac{\sum S(g)\,p + s}{\sum S(g) + s}")
+        lines += _cl_dice_lines(truth, pred, settings)
+    if name == "boundary_dice_loss":
+        general.insert(0, rf"L = (1 - \mathrm{{Dice}}) + {settings.boundary_weight:g}\,"
+                          rf"\mathrm{{Boundary}},\quad \mathrm{{Dice}} = {dice}")
+    elif name == "cl_dice_dice_loss":
+        general.insert(0, rf"L = (1 - \mathrm{{Dice}}) + {settings.cl_dice_weight:g}\,"
+                          rf"(1 - \mathrm{{clDice}}),\quad \mathrm{{Dice}} = {dice}")
+    else:
+        general.insert(0, "L = " + (r"\mathrm{Boundary}" if name == "boundary_loss"
+                                    else r"1 - \mathrm{clDice}"))
+    note = " ".join(text for text, used in (
+        (BOUNDARY_NOTE, "boundary" in name),
+        (SKELETON_NOTE.format(k=keywords.get("iterations", 0)), "cl_dice" in name)) if used)
+    return Formula(r",\quad ".join(general), lines, note)
+
+
+def _cl_dice_lines(truth, pred, settings: Settings) -> list[str]:
+    """T_prec, T_sens and clDice of each kept class (first image, or the whole batch)."""
+    keywords = settings.keywords()
+    g, p = losses.prepare_inputs(np.asarray(truth, np.float64), np.asarray(pred, np.float64))
+    first = 0 if settings.channels == 1 or settings.include_background else 1
+    g, p = g[..., first:], p[..., first:]
+    skel_p = losses.soft_skeleton(p, keywords["iterations"]).numpy()
+    skel_g = losses.soft_skeleton(g, keywords["iterations"]).numpy()
+    g, p = g.numpy(), p.numpy()
+    rows = slice(0, 1) if settings.per_image else slice(None)
+    s = keywords["smooth"]
+    lines = []
+    for k in range(g.shape[-1]):
+        parts = [float(a[rows, ..., k].sum()) for a in (skel_p * g, skel_p, skel_g * p, skel_g)]
+        precision = (parts[0] + s) / (parts[1] + s) if parts[1] + s else math.nan
+        sensitivity = (parts[2] + s) / (parts[3] + s) if parts[3] + s else math.nan
+        total = precision + sensitivity
+        score = 2 * precision * sensitivity / total if total else math.nan
+        lines.append(f"{_class_prefix(first + k, g.shape[-1])}"
+                     rf"T_{{prec}} = {number_text(precision)},\ T_{{sens}} = "
+                     rf"{number_text(sensitivity)},\ \mathrm{{clDice}} = {number_text(score)}")
+    return lines
 
 
 def _generalized_dice_formula(truth, pred, settings: Settings, i_term, p_term, g_term):
@@ -561,6 +633,16 @@ def loss_range(settings: Settings) -> str:
     if name == "bce_log_dice_loss":
         return ("BCE − log Dice runs from 0 upwards, without a bound: −log Dice grows "
                 "without limit as Dice goes to 0")
+    if name == "boundary_loss":
+        return ("The boundary loss has no fixed range: it is a mean of distances in pixels, "
+                "lowest (below 0) when p = 1 exactly on the truth")
+    if name == "boundary_dice_loss":
+        return (f"Dice + boundary is Dice's 0 to 1 plus {settings.boundary_weight:g} × the "
+                "boundary loss (pixels; below 0 when the prediction is right)")
+    if name == "cl_dice_loss":
+        return "clDice loss runs from 0 (perfect) to 1"
+    if name == "cl_dice_dice_loss":
+        return f"Dice + clDice runs from 0 to {1 + settings.cl_dice_weight:g}"
     if name == "lovasz_hinge":
         return (f"Lovász runs from 0 to about {1 + _MAX_LOGIT:.1f}: its errors are hinge "
                 f"errors 1 − z·(2g − 1) on logits z, up to 1 + {bce}")

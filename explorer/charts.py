@@ -32,11 +32,14 @@ MARGIN = dict(l=10, r=10, t=40, b=10)
 BACKGROUND_BAR = "#868e96"  # class 0 is black in images; grey so its bar shows
 _COLORBAR = dict(thickness=12, len=0.9)
 # one colour per loss, everywhere (sweeps, compare, training): Okabe-Ito, told apart with
-# the common colour-vision deficiencies; Lovász from Paul Tol's palette
+# the common colour-vision deficiencies; Lovász and the four below from Paul Tol's muted
 LOSS_COLORS = {
     "dice_loss": "#0072B2", "binary_crossentropy": "#D55E00", "jaccard_loss": "#009E73",
     "tversky_loss": "#CC79A7", "generalized_dice_loss": "#56B4E9", "bce_dice_loss": "#E69F00",
     "bce_log_dice_loss": "#999999", "focal_loss": "#000000", "lovasz": "#882255",
+    # the boundary and clDice losses: purple, olive, indigo and rose
+    "boundary_loss": "#AA4499", "boundary_dice_loss": "#999933", "cl_dice_loss": "#332288",
+    "cl_dice_dice_loss": "#CC6677",
 }
 # true positives, false positives, false negatives in the overlay; true negatives light
 OVERLAY_COLORS = {"TP": "#0072B2", "FP": "#E69F00", "FN": "#CC79A7", "TN": "#f1f3f5"}
@@ -316,6 +319,100 @@ def training_curves_figure(records) -> go.Figure:
                          xaxis_title="epoch", yaxis_title="value",
                          legend=dict(font=dict(size=10)))
     return figure
+
+
+# the panels of a training comparison, side by side: the metric and its title
+COMPARISON_PANELS = {"val_dice": "validation Dice", "val_small_dice": "small-object Dice",
+                     "val_iou": "validation IoU", "loss": "training loss"}
+
+
+def _rgba(color: str, alpha: float) -> str:
+    return "rgba({}, {}, {}, {})".format(*hex_to_rgb(color), alpha)
+
+
+def training_comparison_figure(summary, *, epoch=None,
+                               panels=("val_dice", "val_small_dice")) -> go.Figure:
+    """Training runs compared: one panel per metric (``COMPARISON_PANELS``), side by side;
+    per loss its mean over seeds per epoch in its fixed colour (``LOSS_COLORS``) and, with
+    several seeds, a band from the lowest to the highest seed. ``summary`` is
+    ``explorer.training.summarize(comparison)``; ``epoch`` draws a dotted line there
+    (the epoch a replay shows)."""
+    figure = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08,
+                           subplot_titles=[COMPARISON_PANELS[p] for p in panels])
+    for group in summary:
+        color = LOSS_COLORS.get(group["loss_key"], "#444444")
+        label, seeds = group["label"], len(group["seeds"])
+        for col, metric in enumerate(panels, start=1):
+            curve = group["curves"][metric]
+            x, mean = curve["epoch"], curve["mean"]
+            if seeds > 1:
+                kept = [i for i, v in enumerate(mean) if v is not None]
+                xs = [x[i] for i in kept]
+                figure.add_scatter(
+                    x=xs + xs[::-1], y=[curve["high"][i] for i in kept]
+                    + [curve["low"][i] for i in kept][::-1], fill="toself",
+                    fillcolor=_rgba(color, 0.12), line=dict(width=0), hoverinfo="skip",
+                    showlegend=False, legendgroup=label, row=1, col=col)
+            spread = ("" if seeds == 1 else
+                      f"<br>mean of {seeds} seeds; lowest %{{customdata[0]:.3f}}, "
+                      "highest %{customdata[1]:.3f}")
+            figure.add_scatter(
+                x=x, y=mean, mode="lines+markers", name=label, legendgroup=label,
+                showlegend=col == 1, line=dict(color=color, width=2), marker=dict(size=5),
+                customdata=np.column_stack([curve["low"], curve["high"]]).tolist(),
+                hovertemplate=f"{label}<br>epoch %{{x}}: %{{y:.3f}}{spread}<extra></extra>",
+                row=1, col=col)
+    if epoch is not None:
+        for col in range(1, len(panels) + 1):
+            figure.add_vline(x=epoch, line=dict(color="#868e96", dash="dot", width=1),
+                             row=1, col=col)
+    figure.update_xaxes(title_text="epoch")
+    figure.update_yaxes(rangemode="tozero")
+    figure.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", yanchor="bottom", y=-0.45, x=0))
+    return figure
+
+
+GRID_CELL = 128  # about this many screen pixels a side per grid cell (integer zoom)
+GRID_GAP = 6  # light pixels between the cells of a column
+GRID_GAP_RGB = (255, 255, 255)
+
+
+def _zoomed(rgb: np.ndarray, side: int) -> np.ndarray:
+    factor = max(1, round(side / max(rgb.shape[:2])))
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+
+
+def _column(cells) -> np.ndarray:
+    """RGB cells stacked top to bottom with ``GRID_GAP`` pixels between them."""
+    gap = np.full((GRID_GAP, cells[0].shape[1], 3), GRID_GAP_RGB, np.uint8)
+    parts = []
+    for i, cell in enumerate(cells):
+        parts += [gap, cell] if i else [cell]
+    return np.concatenate(parts, axis=0)
+
+
+def prediction_grid(grid, epoch_index: int = -1, *, threshold: float = 0.5,
+                    side: int = GRID_CELL) -> list[np.ndarray]:
+    """A comparison's prediction grid as pictures, one per column: the validation
+    images, their truth, then one column per run in ``grid["runs"]`` with its prediction
+    after the epoch at ``epoch_index`` (of that run's epochs; the last it has when
+    shorter) as a TP/FP/FN overlay in ``OVERLAY_COLORS``. Each column holds one cell per
+    validation image, top to bottom, so rows line up across columns. ``grid`` is the
+    ``"grid"`` of an ``explorer.training`` comparison."""
+    truth = np.asarray(grid["truth"]) >= 0.5
+    grey = (np.clip(np.asarray(grid["image"]), 0, 1) * 255).round().astype(np.uint8)
+    images = [_zoomed(np.repeat(g[..., None], 3, axis=-1), side) for g in grey]
+    palette = np.array([hex_to_rgb(OVERLAY_COLORS[k]) for k in ("TN", "TP", "FP", "FN")],
+                       np.uint8)
+    truths = [_zoomed(palette[np.where(t, 1, 0)], side) for t in truth]
+    columns = [_column(images), _column(truths)]
+    for prediction in grid["prediction"]:
+        at = min(epoch_index, len(prediction) - 1) if epoch_index >= 0 else epoch_index
+        shown = np.asarray(prediction[at]) >= threshold
+        columns.append(_column([_zoomed(palette[confusion_map(t, p)], side)
+                                for t, p in zip(truth, shown)]))
+    return columns
 
 
 def overlay_rgb(labels, num_classes: int) -> np.ndarray:
@@ -661,4 +758,57 @@ def lovasz_pixels_figure(steps: dict, shape, *, step: int, title: str = "",
         fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
                       name=name, line=dict(color=color, width=3))
     fig.update_layout(height=height)
+    return fig
+
+
+# ------------------------------------------------------------- beyond overlap
+
+SMALL_CHART_HEIGHT = 260
+
+
+def reliability_figure(calibration, *, title: str = "Reliability") -> go.Figure:
+    """The reliability diagram of ``metrics.expected_calibration_error``: per confidence
+    bin the share of pixels predicted right (bars, at the bin's mean confidence; empty bins
+    left out) against the diagonal of perfect calibration; hover gives the pixel count."""
+    filled = np.asarray(calibration.count) > 0
+    edges = np.asarray(calibration.edges)
+    width = float(np.diff(edges).min())
+    fig = go.Figure([
+        go.Bar(x=np.asarray(calibration.confidence)[filled],
+               y=np.asarray(calibration.accuracy)[filled], width=width * 0.9,
+               marker_color=OVERLAY_COLORS["TP"], name="share right",
+               customdata=np.asarray(calibration.count)[filled],
+               hovertemplate="confidence %{x:.3f}<br>right %{y:.3f}<br>%{customdata:,} pixels"
+                             "<extra></extra>"),
+        go.Scatter(x=[0.5, 1], y=[0.5, 1], mode="lines", name="calibrated",
+                   line=dict(color="#495057", dash="dash"), hoverinfo="skip"),
+    ])
+    fig.update_layout(title=title, height=SMALL_CHART_HEIGHT, margin=MARGIN,
+                      xaxis=dict(title="confidence max(p, 1 − p)", range=[0.5, 1.0]),
+                      yaxis=dict(title="share predicted right", range=[0, 1.02]),
+                      legend=dict(orientation="h", y=-0.3), bargap=0)
+    return fig
+
+
+def slice_dice_figure(per_slice, volume: float, *, current: int | None = None,
+                      mean: float | None = None) -> go.Figure:
+    """Hard Dice of each slice (bars; a slice empty in both is 0/0 and left blank) beside
+    the volume's Dice (a line) and the mean over the defined slices (a dashed line)."""
+    per_slice = np.asarray(per_slice, np.float64)
+    index = np.arange(len(per_slice))
+    colors = [OVERLAY_COLORS["FP"] if k == current else OVERLAY_COLORS["TP"] for k in index]
+    fig = go.Figure(go.Bar(x=index, y=per_slice, marker_color=colors, name="each slice",
+                           hovertemplate="slice %{x}<br>Dice %{y:.3f}<extra></extra>"))
+    lines = [(volume, "the volume", "solid")]
+    if mean is not None and math.isfinite(mean):
+        lines.append((mean, "mean over slices", "dash"))
+    for value, name, dash in lines:
+        if math.isfinite(value):
+            fig.add_trace(go.Scatter(x=[-0.5, len(per_slice) - 0.5], y=[value, value],
+                                     mode="lines", name=f"{name}: {value:.3f}",
+                                     line=dict(color="#212529", dash=dash)))
+    fig.update_layout(title="Dice per slice vs the whole volume", height=SMALL_CHART_HEIGHT,
+                      margin=MARGIN, xaxis_title="slice", yaxis=dict(title="Dice",
+                                                                     range=[0, 1.02]),
+                      legend=dict(orientation="h", y=-0.3))
     return fig

@@ -1,6 +1,7 @@
 """Export a loss with the explorer's settings as self-contained TensorFlow or PyTorch code.
 
-:func:`snippet` writes Python source that imports only ``tensorflow`` or ``torch`` and
+:func:`snippet` writes Python source that imports only ``tensorflow`` or ``torch`` (the
+boundary losses' signed distance map imports NumPy and SciPy inside its helper) and
 defines ``loss_fn(y_true, y_pred)`` on channels-last probabilities ``[B, ..., C]``, equal
 to ``explorer.losses.<loss>(y_true, y_pred, **settings)``. The settings are baked in as
 constants, and only the code paths they need are written. ``loss_fn`` takes logits exactly
@@ -55,6 +56,9 @@ _NAMES = {
     "LOG_SIGMOID": ("tf.math.log_sigmoid", "torch.nn.functional.logsigmoid"),
     "LOG_SOFTMAX": ("tf.nn.log_softmax", "torch.log_softmax"),
     "LOGSUMEXP": ("tf.reduce_logsumexp", "torch.logsumexp"),
+    "MINIMUM": ("tf.minimum", "torch.minimum"),
+    "MAXIMUM": ("tf.maximum", "torch.maximum"),
+    "ONES_LIKE": ("tf.ones_like", "torch.ones_like"),
 }
 # neutral NAME(variable) -> (TensorFlow, PyTorch), where the spellings differ in shape
 _FORMS = {
@@ -64,6 +68,11 @@ _FORMS = {
     "FLOAT": ("tf.cast({}, y_pred.dtype)", "{}.to(y_pred.dtype)"),
     "EYE": ("tf.eye({}, dtype=y_pred.dtype)",
             "torch.eye({}, dtype=y_pred.dtype, device=y_pred.device)"),
+    # the signed distance map: NumPy and SciPy on the truth's values, a constant for autograd
+    "DISTANCE": ("tf.stop_gradient(tf.reshape(tf.numpy_function(\n        lambda a: "
+                 "signed_distance(a).astype(a.dtype), [{0}], {0}.dtype), tf.shape({0})))",
+                 "torch.as_tensor(signed_distance({0}.detach().cpu().numpy()),\n"
+                 "                          dtype=y_pred.dtype, device=y_pred.device)"),
 }
 _IMPORTS = ("import tensorflow as tf", "import torch")
 _PREPARE = (  # y_true takes y_pred's dtype: float32 under Keras, float64 stays float64
@@ -90,6 +99,12 @@ _TITLES = {  # loss -> (name, what it is)
     "focal_loss": ("Focal loss", "Lin et al. 2017"),
     "lovasz_hinge": ("Lovasz hinge", "binary; Berman, Rannen Triki & Blaschko, CVPR 2018"),
     "lovasz_softmax": ("Lovasz-Softmax", "Berman, Rannen Triki & Blaschko, CVPR 2018"),
+    "boundary_loss": ("Boundary loss", "mean of phi_G * p, Kervadec et al., MIDL 2019"),
+    "boundary_dice_loss": ("Dice + boundary loss",
+                           "Dice loss + boundary_weight * boundary loss (Kervadec et al. 2019)"),
+    "cl_dice_loss": ("clDice loss", "1 - soft clDice, Shit et al., CVPR 2021"),
+    "cl_dice_dice_loss": ("Dice + clDice loss",
+                          "Dice loss + cl_dice_weight * (1 - soft clDice) (Shit et al. 2021)"),
 }
 _TVERSKY_KIND = {"dice_loss": "dice", "bce_dice_loss": "dice", "bce_log_dice_loss": "dice",
                  "jaccard_loss": "jaccard", "tversky_loss": "tversky"}
@@ -589,7 +604,138 @@ def _lovasz_softmax(loss, s, code):
     code.body.append("return MEAN(per_row)")
 
 
+# ------------------------------------------------------------- boundary and clDice
+
+_SIGNED_DISTANCE = '''def signed_distance(truth):
+    """Kervadec et al.'s signed distance map of a truth [B, ..., C], in pixels: outside the
+    object the distance to it, inside minus (the distance to the background, less 1); a
+    channel with no object (or no background) is 0. NumPy and SciPy, on concrete values."""
+    import numpy as np
+    from scipy import ndimage
+
+    g = np.asarray(truth) >= 0.5
+    phi = np.zeros(g.shape, np.float64)
+    for b in range(g.shape[0]):
+        for c in range(g.shape[-1]):
+            inside = g[b, ..., c]
+            if inside.any() and not inside.all():
+                outside = ~inside
+                phi[b, ..., c] = (ndimage.distance_transform_edt(outside) * outside
+                                  - (ndimage.distance_transform_edt(inside) - 1) * inside)
+    return phi
+'''
+_SOFT_SKELETON = '''def pool_min(x, axis):
+    """The min of each pixel and its two neighbours along a spatial axis (none outside)."""
+    at = (slice(None),) * axis
+    edge = ONES_LIKE(x[at + (slice(0, 1),)]) * 2.0  # above any probability: never the min
+    padded = CONCAT([edge, x, edge], axis)
+    return MINIMUM(MINIMUM(padded[at + (slice(0, -2),)], x), padded[at + (slice(2, None),)])
+
+
+def pool_max(x, axis):
+    """The max of each pixel and its two neighbours along a spatial axis (none outside)."""
+    at = (slice(None),) * axis
+    edge = ONES_LIKE(x[at + (slice(0, 1),)]) * -1.0  # below any probability: never the max
+    padded = CONCAT([edge, x, edge], axis)
+    return MAXIMUM(MAXIMUM(padded[at + (slice(0, -2),)], x), padded[at + (slice(2, None),)])
+
+
+def soft_erode(x):
+    """Min over a cross: 3 x 1 and 1 x 3 (and 1 x 1 x 3 in 3-D), channels-last."""
+    out = pool_min(x, 1)
+    for axis in range(2, len(x.shape) - 1):
+        out = MINIMUM(out, pool_min(x, axis))
+    return out
+
+
+def soft_dilate(x):
+    """Max over the full 3 x 3 (x 3) box."""
+    for axis in range(1, len(x.shape) - 1):
+        x = pool_max(x, axis)
+    return x
+
+
+def soft_skeleton(x, iterations):
+    """Shit et al. (CVPR 2021): iterated soft erosion, adding what each opening removes."""
+    skel = RELU(x - soft_dilate(soft_erode(x)))
+    for _ in range(iterations):
+        x = soft_erode(x)
+        delta = RELU(x - soft_dilate(soft_erode(x)))
+        skel = skel + RELU(delta - skel * delta)
+    return skel
+'''
+
+
+def _dice_first(s, code):
+    """The Dice term as :func:`_overlap` writes it, kept as ``dice`` (not returned)."""
+    _overlap("dice_loss", s, code)
+    assert code.body[-1] == "return total"
+    code.body[-1] = "dice = total  # the Dice term"
+
+
+def _alone(s, code):
+    """ignore_index, logits and class 0 for a term without Dice beside it."""
+    masked = _ignore(s, code)
+    _to_probabilities(code, masked)
+    if not s["include_background"]:
+        code.body += ["if y_pred.shape[-1] > 1:  # include_background=False: leave out class 0",
+                      "    y_true, y_pred = y_true[..., 1:], y_pred[..., 1:]"]
+
+
+def _boundary(loss, s, code):
+    """Kervadec et al.'s boundary loss, alone or beside Dice."""
+    if loss == "boundary_dice_loss":
+        _dice_first(s, code)
+    else:
+        _alone(s, code)
+    code.helpers.append(_SIGNED_DISTANCE)
+    code.body += ["# the truth's signed distance map: computed from the truth, a constant for p",
+                  "phi = DISTANCE(y_true)",
+                  "elements = phi * y_pred"]
+    if s.get("ignore_index") is None:
+        code.body.append("boundary = MEAN(elements)")
+    else:
+        code.body += ["w = keep[..., 0]  # an ignored pixel counts in no mean",
+                      "boundary = SUM(w * MEAN(elements, -1)) / SUM(w)"]
+    if loss == "boundary_loss":
+        code.body.append("return boundary")
+    elif s["boundary_weight"] == 0:  # the library adds 0 then, even where the term is NaN
+        code.body.append("return dice  # boundary_weight=0: Dice alone")
+    else:
+        code.constant("BOUNDARY_WEIGHT", s["boundary_weight"], "weight of the boundary term")
+        code.body.append("return dice + BOUNDARY_WEIGHT * boundary")
+
+
+def _cl_dice(loss, s, code):
+    """Shit et al.'s soft clDice loss, alone or beside Dice."""
+    if loss == "cl_dice_dice_loss":
+        _dice_first(s, code)
+    else:
+        _alone(s, code)
+        code.constant("SMOOTH", s["smooth"], "added to the numerators and denominators")
+        code.body.append("axes = tuple(range(1 if PER_IMAGE else 0, len(y_pred.shape) - 1))")
+        code.constant("PER_IMAGE", s["per_image"], "a score per image (else over the batch)")
+    code.constant("ITERATIONS", int(s["iterations"]), "soft-skeleton steps")
+    code.helpers.append(_SOFT_SKELETON)
+    code.body += [
+        "skel_p, skel_g = soft_skeleton(y_pred, ITERATIONS), soft_skeleton(y_true, ITERATIONS)",
+        "tprec = (SUM(skel_p * y_true, axes) + SMOOTH) / (SUM(skel_p, axes) + SMOOTH)",
+        "tsens = (SUM(skel_g * y_pred, axes) + SMOOTH) / (SUM(skel_g, axes) + SMOOTH)",
+        "cl_dice = 2 * tprec * tsens / (tprec + tsens)  # 0/0 (empty skeletons): NaN",
+        "cl_loss = MEAN(MEAN(1 - cl_dice, -1))  # over classes, then images",
+    ]
+    if loss == "cl_dice_loss":
+        code.body.append("return cl_loss")
+    elif s["cl_dice_weight"] == 0:
+        code.body.append("return dice  # cl_dice_weight=0: Dice alone")
+    else:
+        code.constant("CL_DICE_WEIGHT", s["cl_dice_weight"], "weight of the clDice term")
+        code.body.append("return dice + CL_DICE_WEIGHT * cl_loss")
+
+
 _FAMILIES = {**dict.fromkeys(_TVERSKY_KIND, _overlap),
              "generalized_dice_loss": _generalized_dice,
              "binary_crossentropy": _binary_crossentropy, "focal_loss": _focal,
-             "lovasz_hinge": _lovasz_hinge, "lovasz_softmax": _lovasz_softmax}
+             "lovasz_hinge": _lovasz_hinge, "lovasz_softmax": _lovasz_softmax,
+             "boundary_loss": _boundary, "boundary_dice_loss": _boundary,
+             "cl_dice_loss": _cl_dice, "cl_dice_dice_loss": _cl_dice}

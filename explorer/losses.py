@@ -84,13 +84,18 @@ What a user imports (``__all__``):
 * loss functions ``f(y_true, y_pred, **keywords) -> scalar``: ``dice_loss``,
   ``jaccard_loss``, ``tversky_loss``, ``generalized_dice_loss``, ``binary_crossentropy``,
   ``bce_dice_loss``, ``bce_log_dice_loss``, ``focal_loss``, ``lovasz_hinge`` (logits),
-  ``lovasz_softmax``; all of them by name in ``LOSSES``;
+  ``lovasz_softmax``, ``boundary_loss`` and ``boundary_dice_loss`` (Kervadec et al. 2019; the
+  truth's signed distance map is computed by SciPy, eagerly or through ``tf.numpy_function``),
+  ``cl_dice_loss`` and ``cl_dice_dice_loss`` (soft clDice, Shit et al. 2021); all of them
+  by name in ``LOSSES``;
 * Keras ``Loss`` classes for ``model.compile`` (``LOSS_CLASSES`` by loss name):
   ``DiceLoss``, ``BCELoss``, ``BCEDiceLoss``, ``BCELogDiceLoss``,
   ``JaccardLoss``, ``TverskyLoss``, ``FocalLoss``, ``GeneralizedDiceLoss``,
-  ``LovaszHingeLoss``, ``LovaszSoftmaxLoss`` (registered, so saved models reload);
+  ``LovaszHingeLoss``, ``LovaszSoftmaxLoss``, ``BoundaryLoss``, ``BoundaryDiceLoss``,
+  ``ClDiceLoss``, ``ClDiceDiceLoss`` (registered, so saved models reload);
 * scores and diagnostics: ``dice_coefficient``, ``per_class_dice``, ``overlap_sums``,
-  ``hard_metrics``, ``degenerate_cases`` (why a score is 0/0, in words);
+  ``hard_metrics``, ``degenerate_cases`` (why a score is 0/0, in words), ``signed_distance``
+  and ``soft_skeleton`` (what the boundary and clDice losses are built on);
 * checks and helpers: ``check_keywords``, ``check_settings``, ``loss_keywords``,
   ``prepare_inputs``, ``clip_probabilities``, ``probability_logits``, ``takes_logits``;
   the choices ``EMPTY_CONVENTIONS`` and ``WEIGHT_TYPES``.
@@ -117,6 +122,9 @@ __all__ = [
     "bce_dice_loss", "bce_log_dice_loss", "focal_loss", "lovasz_hinge", "lovasz_softmax",
     "LOSS_CLASSES", "DiceLoss", "BCELoss", "BCEDiceLoss", "BCELogDiceLoss", "JaccardLoss", "TverskyLoss", "FocalLoss", "GeneralizedDiceLoss",
     "LovaszHingeLoss", "LovaszSoftmaxLoss",
+    "boundary_loss", "boundary_dice_loss", "cl_dice_loss", "cl_dice_dice_loss",
+    "BoundaryLoss", "BoundaryDiceLoss", "ClDiceLoss", "ClDiceDiceLoss",
+    "signed_distance", "soft_skeleton",
     "dice_coefficient", "per_class_dice", "overlap_sums", "hard_metrics", "degenerate_cases",
     "Degenerate", "check_keywords", "check_settings", "loss_keywords", "prepare_inputs",
     "clip_probabilities", "probability_logits", "takes_logits", "EMPTY_CONVENTIONS",
@@ -225,6 +233,17 @@ def _ignore_index_rule(name, value):
 
 
 _NONNEGATIVE = _number_rule(0.0)
+
+
+def _whole_rule(name, value):
+    # a count of steps (soft skeleton iterations): a whole number >= 0, at most 100
+    v = _concrete(value)
+    if v is None:
+        return
+    if (v.dtype == bool or not np.issubdtype(v.dtype, np.number) or v.ndim != 0
+            or not np.isfinite(v) or float(v) != round(float(v)) or not 0 <= float(v) <= 100):
+        raise ValueError(f"{name} must be a whole number from 0 to 100, got {value!r}")
+
 _RULES = {
     "smooth": _NONNEGATIVE,
     "epsilon": _NONNEGATIVE,
@@ -246,6 +265,9 @@ _RULES = {
     "weight_type": _choice_rule(WEIGHT_TYPES),
     "empty": _choice_rule(EMPTY_CONVENTIONS),
     "ignore_index": _ignore_index_rule,
+    "boundary_weight": _NONNEGATIVE,
+    "cl_dice_weight": _NONNEGATIVE,
+    "iterations": _whole_rule,
 }
 # where one keyword means something different in one function
 _RULE_OVERRIDES = {
@@ -942,6 +964,187 @@ def lovasz_softmax(y_true, y_pred, *, classes="present", per_image=False, from_l
     return tf.math.divide_no_nan(tf.reduce_sum(losses * counted, -1), tf.reduce_sum(counted, -1))
 
 
+# ------------------------------------------------------- boundary and topology
+
+
+def signed_distance(y_true) -> np.ndarray:
+    """The signed distance map of a truth ``[B, ..., C]`` (NumPy and SciPy, on concrete
+    values), per image and channel, in pixels, as Kervadec et al.'s ``one_hot2dist``: a pixel
+    outside the object (``g < 0.5``) gets its distance to the nearest object pixel (positive),
+    one inside gets minus (its distance to the nearest background pixel, less 1), so the
+    object's own boundary pixels are 0 and the background next to it is 1. A channel with no
+    object, or with nothing but object (no boundary), is 0 everywhere. Euclidean distances
+    (``scipy.ndimage.distance_transform_edt``) over every spatial axis."""
+    from scipy import ndimage
+
+    g = np.asarray(y_true) >= 0.5
+    phi = np.zeros(g.shape, np.float64)
+    for index in np.ndindex(g.shape[0], g.shape[-1]):
+        inside = g[index[0], ..., index[1]]
+        if inside.any() and not inside.all():
+            outside = ~inside
+            phi[index[0], ..., index[1]] = (ndimage.distance_transform_edt(outside) * outside
+                                             - (ndimage.distance_transform_edt(inside) - 1)
+                                             * inside)
+    return phi
+
+
+def _signed_distance_tensor(g):
+    """:func:`signed_distance` of a truth tensor, computed where the values are (eagerly, or
+    inside a compiled graph through ``tf.numpy_function``, on the CPU): a constant w.r.t.
+    the prediction, so no gradient flows into it."""
+    phi = tf.numpy_function(lambda a: signed_distance(a).astype(a.dtype), [g], g.dtype,
+                            stateful=False)
+    phi.set_shape(g.shape)
+    return tf.stop_gradient(phi)
+
+
+@_mean_of_samples
+def boundary_loss(y_true, y_pred, *, include_background=True, from_logits=False,
+                  ignore_index=None):
+    """Boundary loss (Kervadec et al., "Boundary loss for highly unbalanced segmentation",
+    MIDL 2019): the mean over pixels and classes of ``phi_G * p``, ``phi_G`` the truth's
+    signed distance map (:func:`signed_distance`: negative inside, positive outside, in
+    pixels), computed from the truth by SciPy and held constant w.r.t. ``p``.
+
+    Its gradient w.r.t. ``p`` is ``phi_G / N``: a predicted pixel is pushed down in
+    proportion to how far it lies outside the truth (a far false positive hardest) and up
+    in proportion to how deep inside it lies. Lowest (negative) when p = 1 exactly on the
+    truth; 0 where the truth has no boundary. Meant as a term beside a region loss
+    (:func:`boundary_dice_loss`). ``include_background=False`` drops class 0 of several;
+    ``ignore_index`` leaves pixels out of the mean (their truth counts as background in
+    ``phi_G``).
+    """
+    check_settings("boundary_loss", include_background=include_background,
+                   from_logits=from_logits, ignore_index=ignore_index)
+    g, x, keep = _loss_inputs(y_true, y_pred, from_logits, ignore_index)
+    p = _probabilities(x) if from_logits else x
+    phi = _signed_distance_tensor(g)
+    phi, p = _drop_background(phi, p, include_background)
+    elements = phi * p
+    if keep is None:
+        return elements  # their mean is the loss
+    return _pixel_mean(tf.reduce_mean(elements, axis=-1, keepdims=True), g, keep, None)
+
+
+def _dice_part_keywords(dice_keywords):
+    """The keywords a boundary or clDice term shares with the Dice term beside it."""
+    return {k: dice_keywords[k] for k in ("from_logits", "ignore_index", "include_background")
+            if k in dice_keywords}
+
+
+@_mean_of_samples
+def boundary_dice_loss(y_true, y_pred, *, boundary_weight=0.01, **dice_keywords):
+    """``dice_loss + boundary_weight * boundary_loss`` (Kervadec et al. 2019 pair the
+    boundary term with a region loss; their weight starts at 0.01 and grows during training).
+    ``from_logits``, ``ignore_index`` and ``include_background`` apply to both terms."""
+    check_settings("boundary_dice_loss", boundary_weight=boundary_weight)
+    dice = dice_loss.per_sample(y_true, y_pred, **dice_keywords)
+    boundary = _image_means(boundary_loss.per_sample(y_true, y_pred,
+                                                     **_dice_part_keywords(dice_keywords)))
+    return dice + tf.math.multiply_no_nan(boundary, _num(boundary_weight, boundary.dtype))
+
+
+def _pool_along(x, axis, reduce):
+    """The max (or min) of each pixel and its two neighbours along one spatial ``axis``;
+    outside the image counts as nothing (as "SAME" pooling). Any rank and dtype."""
+    rank = x.shape.rank
+    fill = x.dtype.max if reduce is tf.minimum else x.dtype.min
+    padding = [[0, 0]] * rank
+    padding[axis] = [1, 1]
+    padded = tf.pad(x, padding, constant_values=fill)
+    size = tf.shape(x)[axis]
+    before = tf.gather(padded, tf.range(0, size), axis=axis)
+    after = tf.gather(padded, tf.range(2, size + 2), axis=axis)
+    return reduce(reduce(before, x), after)
+
+
+def _soft_erode(x):
+    """Shit et al.'s soft erosion: the min over a cross (3 x 1, 1 x 3, ... per axis)."""
+    axes = range(1, x.shape.rank - 1)
+    return functools.reduce(tf.minimum, [_pool_along(x, a, tf.minimum) for a in axes])
+
+
+def _soft_dilate(x):
+    """Soft dilation: the max over the full 3 x 3 (x 3) box."""
+    for axis in range(1, x.shape.rank - 1):
+        x = _pool_along(x, axis, tf.maximum)
+    return x
+
+
+def soft_skeleton(x, iterations=3):
+    """Shit et al.'s soft skeleton of ``x`` ``[B, ..., C]`` (values in [0, 1]) by iterated
+    min and max pooling: ``skel = relu(x - open(x))``, then ``iterations`` times erode ``x``
+    and add ``relu(delta - skel * delta)``, ``delta = relu(x - open(x))``. Differentiable;
+    ``iterations`` should be about the largest radius of the structures."""
+    x = tf.convert_to_tensor(x)
+
+    def skin(img):
+        return tf.nn.relu(img - _soft_dilate(_soft_erode(img)))
+
+    def step(j, img, skel):
+        img = _soft_erode(img)
+        delta = skin(img)
+        return j + 1, img, skel + tf.nn.relu(delta - skel * delta)
+
+    count = tf.cast(iterations, tf.int32)
+    _, _, skel = tf.while_loop(lambda j, img, skel: j < count, step,
+                               (tf.constant(0, tf.int32), x, skin(x)))
+    return skel
+
+
+def _cl_dice_rows(y_true, y_pred, name, *, iterations, smooth, per_image, include_background,
+                  from_logits, ignore_index):
+    """1 - soft clDice per row [R] (R = B per image, 1 for the whole batch), class mean."""
+    check_settings(name, iterations=iterations, smooth=smooth, per_image=per_image,
+                   include_background=include_background, from_logits=from_logits,
+                   ignore_index=ignore_index)
+    g, p = _region_inputs(y_true, y_pred, from_logits, ignore_index)
+    g, p = _drop_background(g, p, include_background)
+    skel_p, skel_g = soft_skeleton(p, iterations), soft_skeleton(g, iterations)
+    axes = _sum_axes(g.shape.rank, per_image)
+    smooth = _num(smooth, g.dtype)
+    precision = _ratio(tf.reduce_sum(skel_p * g, axes) + smooth,
+                       tf.reduce_sum(skel_p, axes) + smooth)
+    sensitivity = _ratio(tf.reduce_sum(skel_g * p, axes) + smooth,
+                         tf.reduce_sum(skel_g, axes) + smooth)
+    score = _ratio(2 * precision * sensitivity, precision + sensitivity)
+    rows = tf.reduce_mean(1 - score, axis=-1)
+    return rows if per_image else rows[tf.newaxis]
+
+
+@_mean_of_samples
+def cl_dice_loss(y_true, y_pred, *, iterations=3, smooth=1.0, per_image=True,
+                 include_background=True, from_logits=False, ignore_index=None):
+    """Soft clDice loss (Shit et al., "clDice - a novel topology-preserving loss function
+    for tubular structure segmentation", CVPR 2021): ``1 - 2 Tprec Tsens / (Tprec + Tsens)``
+    with ``Tprec = (sum S(p) g + smooth) / (sum S(p) + smooth)`` and ``Tsens = (sum S(g) p +
+    smooth) / (sum S(g) + smooth)``, ``S`` the :func:`soft_skeleton` of ``iterations`` steps.
+    Per image and class (``per_image=False``: sums over the batch), then the mean over
+    classes (the paper's code pools the foreground channels instead). It weighs a thin
+    structure by its centre line's length, so a broken or missed thin branch costs much,
+    where Dice counts its few pixels. With ``smooth = 0`` an empty skeleton is 0/0: NaN."""
+    return _cl_dice_rows(y_true, y_pred, "cl_dice_loss", iterations=iterations, smooth=smooth,
+                         per_image=per_image, include_background=include_background,
+                         from_logits=from_logits, ignore_index=ignore_index)
+
+
+@_mean_of_samples
+def cl_dice_dice_loss(y_true, y_pred, *, cl_dice_weight=1.0, iterations=3, **dice_keywords):
+    """``dice_loss + cl_dice_weight * cl_dice_loss`` (Shit et al. train with
+    ``(1 - a) Dice + a clDice``: ``cl_dice_weight = a / (1 - a)``, scaled by ``1 - a``). The
+    clDice term takes ``smooth``, ``per_image``, ``include_background``, ``from_logits`` and
+    ``ignore_index`` from the Dice keywords."""
+    check_settings("cl_dice_dice_loss", cl_dice_weight=cl_dice_weight)
+    dice = dice_loss.per_sample(y_true, y_pred, **dice_keywords)
+    shared = {k: v for k, v in loss_keywords(dice_loss).items()
+              if k in ("smooth", "per_image", "include_background", "from_logits",
+                       "ignore_index")}
+    shared.update({k: dice_keywords[k] for k in shared if k in dice_keywords})
+    cl = _cl_dice_rows(y_true, y_pred, "cl_dice_dice_loss", iterations=iterations, **shared)
+    return dice + tf.math.multiply_no_nan(cl, _num(cl_dice_weight, cl.dtype))
+
+
 # ------------------------------------------------------------------- hard metrics
 
 
@@ -1042,6 +1245,7 @@ LOSSES = {
     fn.__name__: fn for fn in (
         dice_loss, jaccard_loss, tversky_loss, generalized_dice_loss, binary_crossentropy,
         bce_dice_loss, bce_log_dice_loss, focal_loss, lovasz_hinge, lovasz_softmax,
+        boundary_loss, boundary_dice_loss, cl_dice_loss, cl_dice_dice_loss,
     )
 }
 TAKES_LOGITS = frozenset({"lovasz_hinge"})  # the losses whose from_logits defaults to True
@@ -1193,10 +1397,40 @@ class LovaszSoftmaxLoss(_FunctionLoss):
     function = staticmethod(lovasz_softmax)
 
 
+@keras.saving.register_keras_serializable(package="explorer")
+class BoundaryLoss(_FunctionLoss):
+    """Keras loss for :func:`boundary_loss` (the signed distance map is computed from each
+    batch's truth on the CPU, through ``tf.numpy_function``)."""
+
+    function = staticmethod(boundary_loss)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class BoundaryDiceLoss(_FunctionLoss):
+    """Keras loss for :func:`boundary_dice_loss` (same keywords and defaults)."""
+
+    function = staticmethod(boundary_dice_loss)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class ClDiceLoss(_FunctionLoss):
+    """Keras loss for :func:`cl_dice_loss` (same keywords and defaults)."""
+
+    function = staticmethod(cl_dice_loss)
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class ClDiceDiceLoss(_FunctionLoss):
+    """Keras loss for :func:`cl_dice_dice_loss` (same keywords and defaults)."""
+
+    function = staticmethod(cl_dice_dice_loss)
+
+
 # the Keras class of every loss in LOSSES, by the same name
 LOSS_CLASSES = {
     cls.function.__name__: cls for cls in (
         DiceLoss, JaccardLoss, TverskyLoss, GeneralizedDiceLoss, BCELoss, BCEDiceLoss,
-        BCELogDiceLoss, FocalLoss, LovaszHingeLoss, LovaszSoftmaxLoss,
+        BCELogDiceLoss, FocalLoss, LovaszHingeLoss, LovaszSoftmaxLoss, BoundaryLoss,
+        BoundaryDiceLoss, ClDiceLoss, ClDiceDiceLoss,
     )
 }

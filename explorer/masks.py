@@ -369,6 +369,106 @@ def class_shapes(kind: str, size: int = 128, *, num_classes: int = 2, radius: fl
     return labels
 
 
+# ---------------------------------------------------------------------- pitfalls
+# Pairs of masks the shape controls cannot draw, one per metric pitfall of Metrics Reloaded
+# (Reinke et al., Nature Methods 2024): kind -> (what ``amount`` is, its least, most and
+# opening value, whether it is in pixels). Pixel amounts are pixels of the mask as made.
+PITFALLS = {
+    "far blob": ("False-positive blob radius (px)", 1, 16, 6, True),
+    "rough edge": ("Edge noise (px)", 0, 12, 5, True),
+    "lesions": ("Small lesions (all missed)", 0, 35, 12, False),
+    "thin branches": ("Branch width (px)", 1, 9, 1, True),
+}
+# the three large lesions (centre as fractions of the side) and their radius; the small
+# ones take places of a 7 x 7 grid that keep clear of them, in a seeded order
+LARGE_LESIONS, LARGE_RADIUS, SMALL_RADIUS = ((0.3, 0.3), (0.3, 0.7), (0.72, 0.5)), 0.09, 0.02
+TRUNK_WIDTH = 0.05  # the vessel's trunk, as a fraction of the side
+RIM_STEP = 3  # a ragged edge takes a new radius every this many pixels of the rim
+
+
+def _disk(size: int, cy: float, cx: float, r: float) -> np.ndarray:
+    """Pixels (row, col) with (row − cy)² + (col − cx)² < r², as ``skimage.draw.disk``."""
+    rows, cols = np.ogrid[:size, :size]
+    return (rows - cy) ** 2 + (cols - cx) ** 2 < r ** 2
+
+
+def _polyline(size: int, points, width: float) -> np.ndarray:
+    """A line through ``points`` (row, col in pixels) about ``width`` pixels wide: the pixels
+    within (width − 1)/2 of its one-pixel centre line."""
+    centre = np.zeros((size, size), bool)
+    for (y0, x0), (y1, x1) in zip(points[:-1], points[1:]):
+        rr, cc = draw.line(*(int(round(v)) for v in (y0, x0, y1, x1)))
+        inside = (rr >= 0) & (rr < size) & (cc >= 0) & (cc < size)
+        centre[rr[inside], cc[inside]] = True
+    return ndimage.distance_transform_edt(~centre) <= (width - 1) / 2
+
+
+def _vessel_tree(size: int, branch_width: float) -> tuple[np.ndarray, np.ndarray]:
+    """A wavy trunk, top to bottom, and six thin branches leaving it; (trunk, branches)."""
+    def trunk_x(y):
+        return 0.5 + 0.06 * np.sin(2 * np.pi * y)
+
+    trunk = _polyline(size, [(y * size, trunk_x(y) * size) for y in np.linspace(0.06, 0.94, 60)],
+                      TRUNK_WIDTH * size)
+    branches = np.zeros((size, size), bool)
+    for y0 in (0.25, 0.45, 0.65):
+        for side in (-1, 1):
+            points = [(y0 * size, trunk_x(y0) * size)] + [
+                ((y0 + 0.25 * u ** 1.2) * size, (trunk_x(y0) + side * 0.38 * u) * size)
+                for u in np.linspace(0.1, 1.0, 12)]
+            branches |= _polyline(size, points, branch_width)
+    return trunk, branches
+
+
+def pitfall_pair(kind: str, size: int = 256, *, amount: float | None = None,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A truth and a hard prediction (label maps, class 1) that Dice scores well and another
+    metric does not; ``amount`` as ``PITFALLS`` says (its opening value when None):
+
+    * ``"far blob"``: a disc of radius 0.2 and its exact copy plus a false-positive disc of
+      radius ``amount`` px far away in the corner (Dice high, HD95 large);
+    * ``"rough edge"``: a disc of radius 0.3 and the same disc with a ragged edge, its
+      radius moved by up to ± ``amount`` px every few pixels of the rim (Dice high, NSD at
+      1 px low); ``amount=0`` is the disc itself;
+    * ``"lesions"``: three large lesions (radius 0.09) found exactly, and ``amount`` small
+      ones (radius 0.02) all missed (Dice about 0.9, lesion recall low);
+    * ``"thin branches"``: a vessel tree (a trunk 0.05 of the side wide, six branches
+      ``amount`` px wide); the prediction is the trunk alone (Dice high while the branches
+      are thin, clDice low: it weighs centre lines by length, not by area).
+    """
+    if kind not in PITFALLS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, PITFALLS))}, got {kind!r}")
+    amount = PITFALLS[kind][3] if amount is None else amount
+    rng = np.random.default_rng(seed)
+    if kind == "far blob":
+        truth = _disk(size, 0.42 * size, 0.42 * size, 0.2 * size)
+        pred = truth | _disk(size, 0.85 * size, 0.85 * size, max(amount, 0.5))
+    elif kind == "rough edge":
+        radius = 0.3 * size
+        rows, cols = np.ogrid[:size, :size]
+        dy, dx = rows - size / 2, cols - size / 2
+        truth = dy ** 2 + dx ** 2 < radius ** 2
+        pieces = max(8, int(2 * np.pi * radius / RIM_STEP))
+        offsets = rng.uniform(-amount, amount, pieces)
+        piece = ((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * pieces).astype(int) % pieces
+        pred = np.hypot(dy, dx) < radius + offsets[piece]
+    elif kind == "lesions":
+        pred = np.zeros((size, size), bool)
+        for cy, cx in LARGE_LESIONS:
+            pred |= _disk(size, cy * size, cx * size, LARGE_RADIUS * size)
+        grid = np.linspace(0.08, 0.92, 7)
+        places = [(y, x) for y in grid for x in grid
+                  if all(np.hypot(y - cy, x - cx) > LARGE_RADIUS + 0.08
+                         for cy, cx in LARGE_LESIONS)]
+        truth = pred.copy()
+        for k in rng.permutation(len(places))[:int(amount)]:
+            truth |= _disk(size, places[k][0] * size, places[k][1] * size, SMALL_RADIUS * size)
+    else:
+        pred, branches = _vessel_tree(size, amount)
+        truth = pred | branches
+    return truth.astype(np.int32), pred.astype(np.int32)
+
+
 def shift(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """Move the mask by whole pixels; what leaves the frame is gone, what enters is 0."""
     return ndimage.shift(np.asarray(labels), (dy, dx), order=0, mode="constant", cval=0)
@@ -470,3 +570,25 @@ def load_gallery(folder: Path | None = None) -> list[dict]:
         if entry.get("image"):
             entry["background"] = np.asarray(Image.open(folder / entry["image"]).convert("L"))
     return entries
+
+
+# ----------------------------------------------------------------------- volumes
+
+VOLUME_NAMES = ("ball", "tube", "lesions")  # sample_data/volumes/volumes.npz, in this order
+VOLUME_SHAPE = (24, 96, 96)  # [D, H, W] voxels
+VOLUME_SPACING = (3.0, 1.0, 1.0)  # mm per voxel along D, H, W: slices 3 mm apart
+
+
+def load_volumes(path: Path | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The shipped synthetic volumes (``sample_data/make_volumes.py``): name -> (truth,
+    hard prediction), bool arrays ``[D, H, W]`` of ``VOLUME_SHAPE``. Never unpickled."""
+    path = Path(path or SAMPLE_DIR / "volumes" / "volumes.npz")
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    volumes = {}
+    for name in VOLUME_NAMES:
+        pair = tuple(arrays[f"{name}_{part}"].astype(bool) for part in ("truth", "prediction"))
+        if any(a.shape != VOLUME_SHAPE for a in pair):
+            raise MaskError(f"The volume {name!r} in {path.name} is not {VOLUME_SHAPE}.")
+        volumes[name] = pair
+    return volumes

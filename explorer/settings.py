@@ -19,6 +19,10 @@ LOSS_LABELS = {
     "bce_log_dice_loss": "BCE − log Dice",
     "focal_loss": "Focal loss",
     "lovasz": "Lovász",
+    "boundary_loss": "Boundary loss",
+    "boundary_dice_loss": "Dice + boundary",
+    "cl_dice_loss": "clDice loss",
+    "cl_dice_dice_loss": "Dice + clDice",
 }
 # generalized Dice weighs classes by 1/G², so the shared smooth (about 1) would swamp it
 GENERALIZED_DICE_SMOOTH = 1e-5
@@ -43,6 +47,9 @@ class Settings:
     focal_alpha: float | None = None
     bce_weight: float = 1.0
     dice_weight: float = 1.0
+    boundary_weight: float = 0.01  # the boundary term beside Dice (Kervadec et al. start at 0.01)
+    cl_dice_weight: float = 1.0  # the clDice term beside Dice
+    cl_iterations: int = 3  # soft-skeleton steps: about the largest radius of a thin structure
     lovasz_classes: str = "present"
     threshold: float = 0.5
     empty: str = "smooth"  # how a region loss scores a class empty in truth and prediction
@@ -83,6 +90,8 @@ class Settings:
             "beta": self.beta,
             "gamma": self.focal_gamma if name == "focal_loss" else self.tversky_gamma,
             "bce_weight": self.bce_weight, "dice_weight": self.dice_weight,
+            "boundary_weight": self.boundary_weight, "cl_dice_weight": self.cl_dice_weight,
+            "iterations": self.cl_iterations,
             "classes": self.lovasz_classes, "empty": self.empty,
         }
         if self.from_logits:  # only when asked: the Lovász hinge reads logits by default

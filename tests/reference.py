@@ -44,6 +44,12 @@ __all__ = [
     "lovasz_hinge",
     "lovasz_softmax",
     "hard_metrics",
+    "signed_distance",
+    "soft_skeleton",
+    "boundary_loss",
+    "boundary_dice_loss",
+    "cl_dice_loss",
+    "cl_dice_dice_loss",
 ]
 
 CLIP_EPS = 1e-7  # probabilities are clipped to [1e-7, 1 - 1e-7] (like Keras)
@@ -536,6 +542,130 @@ def lovasz_softmax(y_true, probs, *, classes="present", per_image=False, from_lo
         pairs = [(g_all[kept], p_all[kept])]
     values = [_lovasz_softmax_flat(p, g, classes) for g, p in pairs]
     return np.float64(np.mean(values))
+
+
+# ----------------------------------------------------------------------------
+# boundary (Kervadec et al. 2019) and clDice (Shit et al. 2021)
+# ----------------------------------------------------------------------------
+def signed_distance(y_true):
+    """Kervadec's signed distance map per image and channel, by brute force: outside the
+    object (g < 0.5) the euclidean distance (in pixels) to the nearest object pixel; inside,
+    minus (the distance to the nearest background pixel, less 1); 0 in a channel with no
+    object or no background."""
+    g = _as64(y_true) >= 0.5
+    phi = np.zeros(g.shape)
+    for b in range(g.shape[0]):
+        for c in range(g.shape[-1]):
+            inside = g[b, ..., c]
+            if not inside.any() or inside.all():
+                continue
+            points_in = np.argwhere(inside).astype(np.float64)
+            points_out = np.argwhere(~inside).astype(np.float64)
+            for idx in np.ndindex(inside.shape):
+                here = np.array(idx, np.float64)
+                if inside[idx]:
+                    nearest = np.sqrt(((points_out - here) ** 2).sum(1)).min()
+                    phi[(b, *idx, c)] = -(nearest - 1.0)
+                else:
+                    phi[(b, *idx, c)] = np.sqrt(((points_in - here) ** 2).sum(1)).min()
+    return phi
+
+
+def boundary_loss(y_true, y_pred, *, include_background=True, from_logits=False,
+                  ignore_index=None):
+    """Mean over the counted pixels and the kept classes of phi_G * p (phi_G from the truth
+    with the ignored pixels as background)."""
+    g = _as64(y_true).copy()
+    p = _probabilities(y_pred, from_logits)
+    ignored = _ignored(y_true, ignore_index)
+    g[ignored] = 0.0
+    phi = signed_distance(g)
+    if not include_background and g.shape[-1] > 1:
+        phi, p = phi[..., 1:], p[..., 1:]
+    pixel = (phi * p).mean(axis=-1)
+    counted = ~ignored
+    if not counted.any():
+        return np.float64(np.nan)
+    return np.float64(pixel[counted].sum() / counted.sum())
+
+
+def boundary_dice_loss(y_true, y_pred, *, boundary_weight=0.01, **dice_keywords):
+    shared = {k: dice_keywords[k] for k in ("from_logits", "ignore_index", "include_background")
+              if k in dice_keywords}
+    dice = dice_loss(y_true, y_pred, **dice_keywords)
+    if boundary_weight == 0:
+        return np.float64(dice)
+    return np.float64(dice + boundary_weight * boundary_loss(y_true, y_pred, **shared))
+
+
+def _neighbour(x, axis, pick):
+    """Per pixel, ``pick`` (np.minimum or np.maximum) of itself and its two neighbours
+    along ``axis``; outside the array there is no neighbour."""
+    out = x.copy()
+    n = x.shape[axis]
+    for shift in (-1, 1):
+        moved = np.take(x, np.clip(np.arange(n) + shift, 0, n - 1), axis=axis)
+        out = pick(out, moved)  # at the edge the clipped index is the pixel itself
+    return out
+
+
+def soft_skeleton(x, iterations):
+    """Shit et al.'s soft skeleton: erosion is the min over a cross (one axis at a time),
+    dilation the max over the full box; skel = relu(x - open(x)), then ``iterations`` times
+    x = erode(x), delta = relu(x - open(x)), skel += relu(delta - skel * delta)."""
+    axes = range(1, x.ndim - 1)
+
+    def erode(a):
+        return np.minimum.reduce([_neighbour(a, axis, np.minimum) for axis in axes])
+
+    def dilate(a):
+        for axis in axes:
+            a = _neighbour(a, axis, np.maximum)
+        return a
+
+    def relu(a):
+        return np.maximum(a, 0.0)
+
+    x = _as64(x)
+    skel = relu(x - dilate(erode(x)))
+    for _ in range(int(iterations)):
+        x = erode(x)
+        delta = relu(x - dilate(erode(x)))
+        skel = skel + relu(delta - skel * delta)
+    return skel
+
+
+def cl_dice_loss(y_true, y_pred, *, iterations=3, smooth=1.0, per_image=True,
+                 include_background=True, from_logits=False, ignore_index=None):
+    """1 - soft clDice per image (or over the batch) and kept class, averaged."""
+    g, p = _region_arrays(y_true, y_pred, from_logits, ignore_index)
+    if not include_background and g.shape[-1] > 1:
+        g, p = g[..., 1:], p[..., 1:]
+    skel_p, skel_g = soft_skeleton(p, iterations), soft_skeleton(g, iterations)
+    rows = [slice(b, b + 1) for b in range(g.shape[0])] if per_image else [slice(None)]
+    losses = []
+    for rows_of in rows:
+        per_class = []
+        for c in range(g.shape[-1]):
+            sp, sg = skel_p[rows_of, ..., c], skel_g[rows_of, ..., c]
+            gc, pc = g[rows_of, ..., c], p[rows_of, ..., c]
+            precision = _safe_div((sp * gc).sum() + smooth, sp.sum() + smooth)
+            sensitivity = _safe_div((sg * pc).sum() + smooth, sg.sum() + smooth)
+            score = _safe_div(2 * precision * sensitivity, precision + sensitivity)
+            per_class.append(1.0 - score)
+        losses.append(np.mean(per_class))
+    return np.float64(np.mean(losses))
+
+
+def cl_dice_dice_loss(y_true, y_pred, *, cl_dice_weight=1.0, iterations=3, **dice_keywords):
+    shared = {k: dice_keywords[k] for k in ("smooth", "per_image", "include_background",
+                                            "from_logits", "ignore_index")
+              if k in dice_keywords}
+    dice = dice_loss(y_true, y_pred, **dice_keywords)
+    if cl_dice_weight == 0:
+        return np.float64(dice)
+    return np.float64(dice + cl_dice_weight * cl_dice_loss(y_true, y_pred, iterations=iterations,
+                                                           **shared))
 
 
 # ----------------------------------------------------------------------------

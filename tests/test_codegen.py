@@ -244,6 +244,24 @@ CASES = [
      {"from_logits": True, "ignore_index": -1, "per_image": True}, "logits_ignore_c3"),
     ("lovasz-softmax-ignore-all", "lovasz_softmax", {"ignore_index": -1, "classes": "all"},
      "ignore_c3"),
+    # boundary (Kervadec et al. 2019) and clDice (Shit et al. 2021), alone and beside Dice
+    ("boundary", "boundary_loss", {}, "binary"),
+    ("boundary-volume", "boundary_loss", {}, "volume"),
+    ("boundary-logits-ignore-no-background", "boundary_loss",
+     {"from_logits": True, "ignore_index": -1, "include_background": False}, "logits_ignore_c3"),
+    ("boundary-dice", "boundary_dice_loss", {"boundary_weight": 0.5}, "c3"),
+    ("boundary-dice-logits-ignore-batch", "boundary_dice_loss",
+     {"from_logits": True, "ignore_index": 255, "per_image": False}, "logits_ignore_binary"),
+    ("boundary-dice-weight-0", "boundary_dice_loss", {"boundary_weight": 0.0}, "binary"),
+    ("cl-dice", "cl_dice_loss", {}, "binary"),
+    ("cl-dice-volume", "cl_dice_loss", {"iterations": 2}, "volume_c3"),
+    ("cl-dice-logits-ignore-batch", "cl_dice_loss",
+     {"from_logits": True, "ignore_index": -1, "iterations": 5, "per_image": False},
+     "logits_ignore_c3"),
+    ("cl-dice-smooth-0", "cl_dice_loss", {"smooth": 0.0, "include_background": False}, "c3"),
+    ("cl-dice-dice", "cl_dice_dice_loss", {"cl_dice_weight": 0.5}, "c3"),
+    ("cl-dice-dice-logits-ignore", "cl_dice_dice_loss",
+     {"from_logits": True, "ignore_index": 255, "empty": "zero"}, "logits_ignore_binary"),
 ]
 
 
@@ -290,7 +308,8 @@ def test_every_new_keyword_and_value_is_covered():
         assert ("weight_type", repr(kind)) in said
     issue_16 = {"dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss",
                 "binary_crossentropy", "bce_dice_loss", "bce_log_dice_loss", "focal_loss",
-                "lovasz_hinge", "lovasz_softmax"}
+                "lovasz_hinge", "lovasz_softmax", "boundary_loss", "boundary_dice_loss",
+                "cl_dice_loss", "cl_dice_dice_loss"}
     for keyword in ("from_logits", "ignore_index"):
         covered = {case[1] for case in CASES if keyword in case[2]}
         assert issue_16 <= covered, (keyword, issue_16 - covered)

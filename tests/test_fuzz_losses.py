@@ -196,6 +196,17 @@ def loss_keywords(draw, name, channels):
     if name == "lovasz_softmax":
         return {"per_image": draw(st.booleans()),
                 "classes": draw(st.sampled_from(losses.LOVASZ_CLASSES))}
+    if name == "boundary_loss":
+        return {"include_background": draw(st.booleans())}
+    if name == "boundary_dice_loss":
+        return {**draw(dice_keywords(channels)), "boundary_weight": draw(TERM_WEIGHT)}
+    steps = st.integers(0, 4)  # soft-skeleton iterations
+    if name == "cl_dice_loss":
+        return {"iterations": draw(steps), "smooth": draw(NONNEGATIVE),
+                **{key: draw(st.booleans()) for key in ("per_image", "include_background")}}
+    if name == "cl_dice_dice_loss":
+        return {**draw(dice_keywords(channels)), "cl_dice_weight": draw(TERM_WEIGHT),
+                "iterations": draw(steps)}
     assert name == "binary_crossentropy", name
     return {}
 
@@ -245,6 +256,14 @@ def _nan_rule(name, g, p, kw):
         return False, False
     if name == "bce_dice_loss" and kw["dice_weight"] == 0:
         return False, False  # weight 0 leaves the Dice term out, as a class weight 0 does
+    if name == "boundary_loss":
+        return False, False  # a mean of distances times p: never 0/0
+    if name == "cl_dice_loss":  # smooth 0: a soft skeleton summing to 0 is 0/0
+        return False, kw["smooth"] == 0
+    if name in ("boundary_dice_loss", "cl_dice_dice_loss"):  # the Dice term's rule, and
+        must, may = _nan_rule("dice_loss", g, p, kw)  # clDice's own 0/0 at smooth 0
+        return must, may or (name == "cl_dice_dice_loss" and kw["cl_dice_weight"] > 0
+                             and kw["smooth"] == 0)
     undefined = _undefined(g, p, kw)
     if name == "generalized_dice_loss":  # one ratio per row: 0/0 only if every kept class is
         kept = g.shape[-1] - (0 if kw["include_background"] or g.shape[-1] == 1 else 1)
@@ -278,6 +297,10 @@ def _upper_bound(name, g, kw):
         return BCE_CAP
     if name == "bce_dice_loss":
         return kw["bce_weight"] * BCE_CAP + kw["dice_weight"] * _upper_bound("dice_loss", g, kw)
+    if name == "cl_dice_loss":
+        return 1.0
+    if name == "cl_dice_dice_loss":
+        return _upper_bound("dice_loss", g, kw) + kw["cl_dice_weight"]
     return math.inf
 
 
@@ -285,6 +308,8 @@ def _lower_bound(name, g, kw):
     """Smallest value the contract allows."""
     if name == "bce_log_dice_loss" and not kw["normalize_weights"]:
         return -math.log(_upper_bound("dice_loss", g, kw))  # the Dice sum can reach sum w
+    if name in ("boundary_loss", "boundary_dice_loss"):  # phi_G < 0 inside the truth
+        return -math.inf
     return 0.0
 
 
@@ -299,6 +324,8 @@ def _value_tolerance(name, g, kw, *, rtol, atol):
         atol = atol ** (1 / kw["gamma"])  # x ** (1/gamma) stretches a rounding d to d ** (1/gamma)
     if name in DICE_FAMILY:
         atol *= max(1.0, _upper_bound(name, g, kw))  # unnormalized class weights add up
+    if name in ("boundary_dice_loss", "cl_dice_dice_loss"):
+        atol *= max(1.0, _upper_bound("dice_loss", g, kw))
     return rtol, atol
 
 

@@ -593,6 +593,17 @@ FD_CASES = [
     ("binary_crossentropy", (2, 4, 5, 3), {"pos_weight": [1.0, 2.0, 0.5]}),
     ("focal_loss", (2, 4, 5, 3), {"class_weights": [0.5, 1.0, 2.0], "alpha": 0.25}),
     ("dice_loss", (2, 4, 5, 3), {"empty": "zero", "class_weights": [1.0, 2.0, 0.5]}),
+    # boundary (Kervadec et al. 2019) and soft clDice (Shit et al. 2021), 2-D and 3-D
+    ("boundary_loss", (2, 5, 6, 1), {}),
+    ("boundary_loss", (2, 4, 5, 3), {"include_background": False}),
+    ("boundary_loss", (1, 3, 4, 5, 1), {}),
+    ("boundary_dice_loss", (2, 5, 6, 1), {"boundary_weight": 0.5}),
+    ("boundary_dice_loss", (2, 4, 5, 3), {"per_image": False}),
+    ("cl_dice_loss", (2, 6, 7, 1), {}),
+    ("cl_dice_loss", (2, 5, 6, 3), {"iterations": 2, "per_image": False}),
+    ("cl_dice_loss", (1, 3, 4, 5, 1), {"iterations": 1}),
+    ("cl_dice_dice_loss", (2, 6, 7, 1), {"cl_dice_weight": 0.5}),
+    ("cl_dice_dice_loss", (2, 5, 6, 3), {"include_background": False}),
 ]
 
 

@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import analysis, charts, gradients, losses, masks, predictions
+from scipy import ndimage
+from skimage.morphology import skeletonize
+
+from explorer import analysis, charts, gradients, losses, masks, metrics, predictions
 from explorer.settings import LOSS_LABELS
 from explorer.ui import scenarios, state
 from explorer.ui.scenarios import Inputs
@@ -330,13 +333,218 @@ def test_an_empty_image_in_a_batch():
                                  "1e−7": (1e-7, 0), "0.42": per_image_guarded})
 
 
+# ------------------------------------------- where Dice is blind (explorer.metrics)
+
+
+def _hard(i: Inputs) -> tuple[np.ndarray, np.ndarray]:
+    """The truth and the hard prediction at the threshold, as "Beyond overlap" takes them."""
+    pred = predictions.hard_labels(i.pred[0], i.settings.threshold) == 1
+    return i.truth_labels == 1, pred
+
+
+def _dice(truth: np.ndarray, pred: np.ndarray) -> float:
+    return 2 * (truth & pred).sum() / (truth.sum() + pred.sum())
+
+
+def _opens_beyond(key: str) -> dict:
+    s = {**state.EXPLORE, **scenarios.get(key).state}
+    assert s["explore_tabs"] == state.BEYOND_TAB, key
+    return s
+
+
+def test_a_far_away_blob():
+    s = _opens_beyond("far_blob")
+    i = _inputs("far_blob")
+    truth, pred = _hard(i)
+    np.testing.assert_array_equal(pred, i.hard_pred > 0)  # fully confident: p is 0 or 1
+    assert pred[truth].all()  # the truth, plus
+    blob = pred & ~truth
+    assert metrics.lesion_detection(truth, pred)["fp"] == 1  # one blob, in the far corner
+    rows, cols = np.nonzero(blob)
+    assert rows.min() > 0.75 * s["mask_size"] and cols.min() > 0.75 * s["mask_size"]
+    radius = 0.2 * s["mask_size"]
+    assert truth.sum() == pytest.approx(np.pi * radius ** 2, rel=0.01)
+    dice = _dice(truth, pred)
+    share = 100 * blob.sum() / pred.sum()
+    hd95 = metrics.hausdorff_distance(truth, pred, percentile=95)
+    edge = metrics.boundary(pred)
+    assert (edge & blob).sum() / edge.sum() > 0.05  # more than 5% of the predicted boundary
+    to_truth, _ = metrics.surface_distances(truth, pred)
+    far = to_truth[blob[edge]]  # argwhere order: the blob's boundary points
+    assert far.min() > 90  # all of it far away
+    small = _inputs("far_blob", **{state.pitfall_key("far blob"): 1})
+    shrunk = metrics.hausdorff_distance(*_hard(small), percentile=95)
+    assert metrics.hausdorff_distance(*_hard(small)) > 90  # still there: the worst 5% left out
+    _numbers_are("far_blob", {"51": radius, "116": blob.sum(), "0.99": dice, "1": share,
+                              "104": hd95, "5": 100 - 95, "0": shrunk})
+    assert s[state.pitfall_key("far blob")] == 6 and small.truth_labels.sum() == truth.sum()
+
+
+def test_a_ragged_boundary():
+    s = _opens_beyond("rough_edge")
+    i = _inputs("rough_edge")
+    truth, pred = _hard(i)
+    size, radius, noise = s["mask_size"], 0.3 * s["mask_size"], s[state.pitfall_key("rough edge")]
+    rows, cols = np.ogrid[:size, :size]
+    distance = np.hypot(rows - size / 2, cols - size / 2)
+    assert pred[distance < radius - noise].all() and not pred[distance >= radius + noise].any()
+    assert abs(int(pred.sum()) - int(truth.sum())) < 0.02 * truth.sum()  # nearly cancel
+    dice = _dice(truth, pred)
+    nsd = metrics.surface_dice(truth, pred, tolerance=s["nsd_tolerance"])
+    assert nsd < 0.5  # less than half
+    wide = metrics.surface_dice(*_hard(_inputs("rough_edge", nsd_tolerance=5.0)), tolerance=5.0)
+    _numbers_are("rough_edge", {"77": radius, "5": noise, "3": masks.RIM_STEP, "0.97": dice,
+                                "1": s["nsd_tolerance"], "0.44": nsd})
+    assert wide == 1 and s["nsd_tolerance"] == 1
+
+
+def test_one_pixel_off():
+    s = _opens_beyond("small_shift")
+    i = _inputs("small_shift")
+    truth, pred = _hard(i)
+    np.testing.assert_array_equal(pred, masks.shift(truth, 0, 1))  # moved 1 px right
+    dice = _dice(truth, pred)
+    assert 0.2 < 1 - dice < 0.3  # a quarter of the score
+    hd95 = metrics.hausdorff_distance(truth, pred, percentile=95)
+    assert metrics.hausdorff_distance(truth, pred) <= 1  # no point more than a pixel off
+    nsd = metrics.surface_dice(truth, pred, tolerance=s["nsd_tolerance"])
+    big = _inputs("small_shift", truth_radius=0.2)
+    big_truth, big_pred = _hard(big)
+    np.testing.assert_array_equal(big_pred, masks.shift(big_truth, 0, 1))
+    big_dice = _dice(big_truth, big_pred)
+    assert metrics.hausdorff_distance(big_truth, big_pred, percentile=95) == hd95 == 1
+    _numbers_are("small_shift", {"21": truth.sum(), "1": nsd, "0.76": dice, "0.2": 0.2,
+                                 "8,245": big_truth.sum(), "0.99": big_dice})
+    assert s["shift_x"] == 1 and s["nsd_tolerance"] == 1
+
+
+def test_small_lesions_missed():
+    s = _opens_beyond("lesions_missed")
+    truth, pred = _hard(_inputs("lesions_missed"))
+    found = metrics.lesion_detection(truth, pred)
+    assert found["tp"] == 3 and found["fp"] == 0  # three found, nothing false
+    labels, count = ndimage.label(pred, structure=np.ones((3, 3)))
+    truth_labels, _ = ndimage.label(truth, structure=np.ones((3, 3)))
+    for k in range(1, count + 1):  # each found exactly: a predicted lesion is a truth one
+        under = np.unique(truth_labels[labels == k])
+        np.testing.assert_array_equal(labels == k, truth_labels == under[0])
+    assert found["fn"] / (found["tp"] + found["fn"]) == pytest.approx(0.8)  # four in five
+    dice = _dice(truth, pred)
+    share = 100 * (truth & ~pred).sum() / truth.sum()
+    more = metrics.lesion_detection(*_hard(_inputs("lesions_missed",
+                                                   **{state.pitfall_key("lesions"): 30})))
+    more_dice = _dice(*_hard(_inputs("lesions_missed", **{state.pitfall_key("lesions"): 30})))
+    assert more["fn"] == 30 and more["tp"] == 3
+    _numbers_are("lesions_missed", {"12": found["fn"], "0.91": dice, "16": share,
+                                    "0.2": found["recall"], "3": found["tp"],
+                                    "15": found["tp"] + found["fn"], "1": found["precision"],
+                                    "30": more["fn"], "0.09": more["recall"],
+                                    "0.8": more_dice})
+    assert s[state.pitfall_key("lesions")] == 12
+
+
+def test_thin_branches_lost():
+    s = _opens_beyond("thin_branches")
+    truth, pred = _hard(_inputs("thin_branches"))
+    assert pred[pred].all() and (pred <= truth).all()  # the trunk alone, inside the truth
+    assert ndimage.label(pred)[1] == 1
+    dice, cl = _dice(truth, pred), metrics.cl_dice(truth, pred)
+    centre = skeletonize(truth)
+    assert (centre & ~pred).sum() > 0.5 * centre.sum()  # branches: over half the centre line
+    wide = _hard(_inputs("thin_branches", **{state.pitfall_key("thin branches"): 7}))
+    wide_dice, wide_cl = _dice(*wide), metrics.cl_dice(*wide)
+    assert wide[0].sum() > truth.sum() and (wide[1] == pred).all()  # more pixels missed
+    _numbers_are("thin_branches", {"1": s[state.pitfall_key("thin branches")], "0.91": dice,
+                                   "0.48": (cl, 0.005), "7": 7, "0.57": wide_dice})
+    assert round(wide_cl, 2) == round(cl, 2) == 0.48  # stays
+
+
+def test_empty_reference():
+    s = _opens_beyond("empty_reference")
+    i = _inputs("empty_reference")
+    truth, pred = _hard(i)
+    assert not truth.any() and pred.sum() == 81
+    assert _dice(truth, pred) == 0
+    other = _hard(_inputs("empty_reference", prediction_radius=0.1))
+    assert other[1].sum() > 1000 and _dice(*other) == 0  # whatever its size
+    loss = _value(i)
+    assert i.settings.smooth == 1 and i.settings.loss == "dice_loss"
+    assert math.isinf(metrics.hausdorff_distance(truth, pred, percentile=95))
+    assert math.isinf(metrics.average_surface_distance(truth, pred))
+    nsd = metrics.surface_dice(truth, pred, tolerance=s["nsd_tolerance"])
+    found = metrics.lesion_detection(truth, pred)
+    assert found["precision"] == 0 and math.isnan(found["recall"])
+    empty = _inputs("empty_reference", prediction_source="Empty")
+    perfect = _table(empty)["dice_coefficient"]
+    guarded = _table(_inputs("empty_reference", prediction_source="Empty", smooth=0.0,
+                             epsilon=1e-7))["dice_coefficient"]
+    t, p = _hard(empty)
+    assert not p.any()
+    assert all(math.isnan(v) for v in (
+        metrics.hausdorff_distance(t, p, percentile=95), metrics.average_surface_distance(t, p),
+        metrics.surface_dice(t, p, tolerance=1.0)))
+    _numbers_are("empty_reference", {"81": pred.sum(), "0": nsd, "1": perfect, "0.99": loss,
+                                     "1e−7": (1e-7, 0)})
+    assert guarded == 0 and found["precision"] == 0
+
+
+def test_same_dice_unsure_p():
+    s = _opens_beyond("calibration")
+    i = _inputs("calibration")
+    truth, pred = _hard(i)
+    np.testing.assert_array_equal(pred, masks.shift(truth, 0, 4))
+    p = i.pred[0, ..., 0]
+    np.testing.assert_allclose(np.where(pred, p, 1 - p), 0.9, atol=1e-6)  # 0.9 on its side
+    dice = _dice(truth, pred)
+    ece = metrics.expected_calibration_error(truth, p).ece
+    right = 100 * (pred == truth).mean()
+    calm = _inputs("calibration", confidence=0.6)
+    calm_truth, calm_pred = _hard(calm)
+    assert _dice(calm_truth, calm_pred) == dice  # stays
+    calm_ece = metrics.expected_calibration_error(calm_truth, calm.pred[0, ..., 0]).ece
+    assert _value(calm) > 2 * _value(i)  # the stage's soft Dice loss more than doubles
+    sure = _inputs("calibration", confidence=0.99)
+    sure_ece = metrics.expected_calibration_error(_hard(sure)[0], sure.pred[0, ..., 0]).ece
+    _numbers_are("calibration", {"4": s["shift_x"], "0.9": s["confidence"], "0.95": dice,
+                                 "0.087": ece, "90": 100 * s["confidence"], "98.7": right,
+                                 "0.6": 0.6, "0.39": calm_ece, "0.99": 0.99,
+                                 "0.003": sure_ece})
+
+
+def test_slices_vs_volume():
+    s = {**state.EXPLORE, **scenarios.get("slices_volume").state}
+    assert s["explore_tabs"] == state.VOLUMES_TAB and s["volume_name"] == "lesions"
+    truth, pred = masks.load_volumes()[s["volume_name"]]
+    volume = _dice(truth, pred)
+    per_slice = np.array([_dice(t, p) if t.any() or p.any() else np.nan
+                          for t, p in zip(truth, pred)])
+    mean = np.nanmean(per_slice)
+    assert mean < volume
+    near_zero = np.flatnonzero(per_slice < 0.05)
+    defined = np.flatnonzero(np.isfinite(per_slice))
+    assert {defined[0], defined[1], defined[-1]} <= set(near_zero)  # the end slices
+    components, count = ndimage.label(pred, structure=np.ones((3, 3, 3)))
+    blob = [k for k in range(1, count + 1) if not truth[components == k].any()]
+    assert len(blob) == 1  # the false-positive blob: its slices score near 0 too
+    assert set(np.flatnonzero((components == blob[0]).any(axis=(1, 2)))) <= set(near_zero)
+    missed = metrics.lesion_detection(truth, pred)["fn"]
+    assert missed == 6 and len(near_zero) < len(defined) / 2  # the middle slices do not
+    np.testing.assert_allclose(analysis.slice_dice(truth, pred)[0], per_slice)
+    _numbers_are("slices_volume", {"24": len(truth), "3": s["spacing_d"], "0.86": volume,
+                                   "0.55": mean, "0": 0, "5": np.isnan(per_slice).sum()})
+
+
 def test_every_scenario_has_its_claims_checked():
     checked = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     tests = {"perfect": "perfect_overlap", "empty": "empty_vs_empty",
              "tiny_missed": "a_tiny_object_missed", "shifted": "a_shifted_prediction_dice_vs_bce",
              "over_under": "too_big_vs_too_small", "imbalance": "class_imbalance",
              "soft_labels": "soft_labels_product_vs_l1", "overconfident": "overconfident_logits",
-             "batch_empty": "an_empty_image_in_a_batch"}
+             "batch_empty": "an_empty_image_in_a_batch", "far_blob": "a_far_away_blob",
+             "rough_edge": "a_ragged_boundary", "small_shift": "one_pixel_off",
+             "lesions_missed": "small_lesions_missed", "thin_branches": "thin_branches_lost",
+             "empty_reference": "empty_reference", "calibration": "same_dice_unsure_p",
+             "slices_volume": "slices_vs_volume"}
     assert set(tests) == set(scenarios.BY_KEY)
     assert set(tests.values()) <= checked
 

@@ -183,6 +183,49 @@ def _np_lovasz_softmax(g, p) -> float:  # whole batch, classes present in the tr
     return float(_np_lovasz(np.abs(g - p), g)[present].mean()) if present.any() else 0.0
 
 
+def _np_boundary(g, p) -> float:  # mean of phi_G * p, phi_G by SciPy's distance transform
+    from scipy import ndimage
+
+    inside = g >= 0.5
+    phi = np.zeros(g.shape)
+    for b, c in np.ndindex(g.shape[0], g.shape[-1]):
+        mask = inside[b, ..., c]
+        if mask.any() and not mask.all():
+            phi[b, ..., c] = (ndimage.distance_transform_edt(~mask) * ~mask
+                              - (ndimage.distance_transform_edt(mask) - 1) * mask)
+    return float(np.mean(phi * p))
+
+
+def _np_soft_skeleton(x: np.ndarray, iterations: int = 3) -> np.ndarray:
+    """Shit et al.'s soft skeleton with SciPy's min and max filters (nothing past the edge)."""
+    from scipy import ndimage
+
+    spatial = x.ndim - 2
+    lines = [tuple(3 if k == axis else 1 for k in range(spatial)) for axis in range(spatial)]
+
+    def erode(a):  # the min over a cross, axis by axis
+        return np.minimum.reduce([ndimage.minimum_filter(a, size=(1, *line, 1), mode="nearest")
+                                  for line in lines])
+
+    def dilate(a):
+        return ndimage.maximum_filter(a, size=(1, *(3,) * spatial, 1), mode="nearest")
+
+    skel = np.maximum(x - dilate(erode(x)), 0)
+    for _ in range(iterations):
+        x = erode(x)
+        delta = np.maximum(x - dilate(erode(x)), 0)
+        skel = skel + np.maximum(delta - skel * delta, 0)
+    return skel
+
+
+def _np_cl_dice(g, p, smooth: float = 1.0) -> float:  # per image and class, then the mean
+    skel_p, skel_g = _np_soft_skeleton(p), _np_soft_skeleton(g)
+    axes = tuple(range(1, g.ndim - 1))
+    precision = ((skel_p * g).sum(axes) + smooth) / (skel_p.sum(axes) + smooth)
+    sensitivity = ((skel_g * p).sum(axes) + smooth) / (skel_g.sum(axes) + smooth)
+    return float(np.mean(1 - 2 * precision * sensitivity / (precision + sensitivity)))
+
+
 NUMPY_FLOOR = {
     "dice_loss": _np_dice,
     "jaccard_loss": lambda g, p: _np_tversky(g, p, 1.0, 1.0, 1.0),
@@ -194,6 +237,10 @@ NUMPY_FLOOR = {
     "focal_loss": _np_focal,
     "lovasz_hinge": _np_lovasz_hinge,
     "lovasz_softmax": _np_lovasz_softmax,
+    "boundary_loss": _np_boundary,
+    "boundary_dice_loss": lambda g, p: _np_dice(g, p) + 0.01 * _np_boundary(g, p),
+    "cl_dice_loss": _np_cl_dice,
+    "cl_dice_dice_loss": lambda g, p: _np_dice(g, p) + _np_cl_dice(g, p),
 }
 
 

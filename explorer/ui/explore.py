@@ -53,6 +53,8 @@ def render() -> None:
         return  # the views below would give the numbers away
     pages = {
         NUMBERS_TAB: lambda: numbers_panel(truth, pred, settings),
+        state.BEYOND_TAB: lambda: views.beyond_panel(truth_labels, pred, settings, channel),
+        state.VOLUMES_TAB: lambda: views.volume_panel(settings),
         FORMULA_TAB: lambda: views.formula_panel(truth, pred, settings),
         "Compare gradients": lambda: views.compare_panel(truth_labels, truth, pred, settings),
         BATCH_TAB: lambda: views.batch_panel(truth, pred, settings, edits),

@@ -16,6 +16,7 @@ CANVAS_SIDE = 240  # screen pixels: fits a third of the page at 1280 px with the
 TOOLBAR_ROOM = 24  # pixels between the brush controls and the canvas, for its toolbar
 SIZES = (64, 128, 256, 512)
 MAX_SHIFT = 64
+PITFALL = "Pitfall"  # a pair from masks.pitfall_pair: its truth, or its prediction
 COPY = "Copy of truth"  # the one prediction source whose edits start at the opening lesson's
 EDIT_FIELDS = {"shift_x": "dx", "shift_y": "dy", "grow": "grow", "invert": "invert"}
 
@@ -59,6 +60,23 @@ def _shape(side: str, num_classes: int, size: int) -> np.ndarray:
         return np.zeros((size, size), np.int32)
     return masks.class_shapes(kind, size, num_classes=num_classes, radius=radius,
                               center=(cy, cx), count=count, seed=int(seed))
+
+
+def _pitfall(side: str, size: int) -> np.ndarray:
+    """The truth or the prediction of a pitfall pair (``masks.pitfall_pair``); its controls
+    sit on the truth's side when the truth is one too, else on the prediction's."""
+    kinds = list(masks.PITFALLS)
+    if side == "truth" or state.current("truth_source") != PITFALL:
+        kind = st.selectbox("Pitfall", kinds, **state.with_index("pitfall", kinds),
+                            help="A pair Dice scores well and another metric does not: see "
+                                 "the 'Beyond overlap' view.")
+        label, low, high, _, _ = masks.PITFALLS[kind]
+        st.slider(label, low, high, **state.with_value(state.pitfall_key(kind)))
+    else:
+        st.caption("The pitfall's prediction, set on the truth's side.")
+    kind = state.current("pitfall")
+    pair = masks.pitfall_pair(kind, size, amount=state.current(state.pitfall_key(kind)))
+    return pair[0] if side == "truth" else pair[1]
 
 
 def _draw(side: str, num_classes: int, size: int, background) -> np.ndarray:
@@ -142,7 +160,7 @@ def _masks_file(side: str, num_classes: int):
 
 def truth_input(num_classes: int, size: int):
     """The truth label map (None while an upload is missing or bad) and a background."""
-    sources = ["Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file"]
+    sources = ["Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file", PITFALL]
     source = st.radio("Truth from", sources, horizontal=True,
                       **state.with_index("truth_source", sources))
     background = None
@@ -170,7 +188,7 @@ def _restart_edits() -> None:
 
 
 def prediction_input(num_classes: int, size: int, truth_labels):
-    sources = [COPY, "Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file"]
+    sources = [COPY, "Shape", "Draw", "Gallery", "Upload", "Empty", "Masks file", PITFALL]
     source = st.radio("Prediction from", sources, horizontal=True, on_change=_restart_edits,
                       **state.with_index("prediction_source", sources))
     return _source(source, "prediction", num_classes, size, None, truth_labels)
@@ -189,6 +207,8 @@ def _source(source, side, num_classes, size, background, truth_labels):
         return _upload(side, num_classes)
     if source == "Masks file":
         return _masks_file(side, num_classes)
+    if source == PITFALL:
+        return _pitfall(side, size)
     return np.zeros((size, size), np.int32)
 
 

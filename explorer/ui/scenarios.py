@@ -18,7 +18,7 @@ import numpy as np
 from explorer import masks, predictions
 from explorer.predictions import Edits
 from explorer.settings import Settings
-from explorer.ui.state import BATCH_TAB, EXPLORE, WRT_LABELS
+from explorer.ui.state import BATCH_TAB, BEYOND_TAB, EXPLORE, VOLUMES_TAB, WRT_LABELS, pitfall_key
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class Scenario:
 # in tests/test_scenarios.py from ``inputs`` below; a number in a text is checked there too.
 # Each scenario sets the edits its story needs (shift, blur, confidence) itself, so the
 # story holds whatever the opening view's defaults are.
+# both masks from one pitfall pair (``masks.pitfall_pair``), as drawn: no shift, no blur
+PITFALL = {"truth_source": "Pitfall", "prediction_source": "Pitfall", "shift_x": 0,
+           "blur": 0.0, "confidence": 1.0, "explore_tabs": BEYOND_TAB}
 SCENARIOS = (
     Scenario(
         "perfect", "Perfect overlap",
@@ -128,6 +131,91 @@ SCENARIOS = (
         "mean rises to 0.42.",
         {"shift_x": 0, "blur": 1.0, "confidence": 0.9, "smooth": 1.0, "epsilon": 0.0,
          "explore_tabs": BATCH_TAB, "batch_empty": True}),
+    # Where Dice is blind: the pitfalls of Metrics Reloaded (Reinke et al. 2024), each
+    # opening the "Beyond overlap" view (the last, "3-D volumes"), fully confident unless
+    # calibration is the point, so that the stage's soft Dice is the hard one
+    Scenario(
+        "far_blob", "A far-away blob",
+        "The prediction is the truth plus a small blob far away. Which notices the blob: "
+        "Dice, or the distance between the boundaries?",
+        "The prediction is the truth, a disc of radius 51 px, plus a 116-pixel false-positive "
+        "blob in the far corner. Dice (hard) is 0.99: the blob is 1% of the pixels. HD95 is "
+        "104 px: the blob holds more than 5% of the predicted boundary, all of it far away. "
+        "Shrink the blob to 1 px: HD95 falls to 0, as the worst 5% "
+        "are left out.",
+        {**PITFALL, "pitfall": "far blob", pitfall_key("far blob"): 6}),
+    Scenario(
+        "rough_edge", "A ragged boundary",
+        "The prediction has the right size and place but a ragged edge. Does Dice mind? Does "
+        "the surface Dice?",
+        "The truth is a disc of radius 77 px; the prediction's radius moves by up to 5 px "
+        "every 3 px of the rim. Dice (hard) is 0.97, as the bumps in and "
+        "out nearly cancel. NSD at τ = 1 px is 0.44: less than half of the boundaries lie "
+        "within a pixel of the other. Set τ to 5 px: NSD is 1.",
+        {**PITFALL, "pitfall": "rough edge", pitfall_key("rough edge"): 5,
+         "nsd_tolerance": 1.0}),
+    Scenario(
+        "small_shift", "One pixel off",
+        "A tiny disc, predicted one pixel off. How much Dice does that cost, and would the "
+        "same pixel cost a large disc as much?",
+        "A disc of 21 pixels, moved 1 px right. Dice (hard) is 0.76: one pixel costs a "
+        "quarter of the score. HD95 is 1 px and NSD at τ = 1 px is 1: no "
+        "boundary point is more than a pixel off. Set Size to 0.2, a disc of 8,245 pixels: "
+        "the same shift leaves Dice at 0.99, HD95 at 1 px. Dice depends on size.",
+        {"truth_radius": 0.01, "shift_x": 1, "blur": 0.0, "confidence": 1.0,
+         "nsd_tolerance": 1.0, "explore_tabs": BEYOND_TAB}),
+    Scenario(
+        "lesions_missed", "Small lesions missed",
+        "The large lesions are found, the small ones are not. Is Dice still high? How many "
+        "lesions were found?",
+        "Three large lesions are found exactly; 12 small ones are all missed. Dice (hard) is "
+        "0.91: the small ones hold only 16% of the lesion pixels. Lesion recall is 0.2, 3 "
+        "found of 15: counted as lesions, four in five are missed. Lesion precision stays 1: "
+        "nothing predicted is false. Set Small lesions to 30: recall falls to 0.09, Dice only "
+        "to 0.8.",
+        {**PITFALL, "pitfall": "lesions", pitfall_key("lesions"): 12}),
+    Scenario(
+        "thin_branches", "Thin branches lost",
+        "A vessel tree whose thin branches the prediction misses. Does Dice see the lost "
+        "branches? Does clDice?",
+        "A vessel tree: a wide trunk and six branches 1 px wide. The prediction is the trunk "
+        "alone. Dice (hard) is 0.91: the branches hold few pixels. clDice is 0.48: it compares "
+        "centre lines, and the branches are more than half of the truth's. Set Branch width "
+        "to 7 px: Dice falls to 0.57 as the missed pixels grow, while clDice stays 0.48. "
+        "Length, not area.",
+        {**PITFALL, "pitfall": "thin branches", pitfall_key("thin branches"): 1}),
+    Scenario(
+        "empty_reference", "Empty reference",
+        "Nothing to find, and a small false positive. How do Dice, the boundary distances "
+        "and lesion counts score it, and an empty prediction?",
+        "The truth is empty; the prediction is an 81-pixel false positive. Dice (hard) is 0 "
+        "whatever its size, and smooth 1 gives a loss of 0.99. HD95 and ASD are infinite, NSD "
+        "is 0, lesion precision 0 and recall undefined. Set the prediction to Empty: smooth 1 "
+        "scores it a perfect 1, epsilon alone (smooth 0, epsilon 1e−7) scores it 0, and the "
+        "boundary metrics are undefined.",
+        {"truth_source": "Empty", "prediction_source": "Shape", "prediction_radius": 0.02,
+         "prediction_cy": 0.3, "prediction_cx": 0.7, "shift_x": 0, "blur": 0.0,
+         "confidence": 1.0, "smooth": 1.0, "epsilon": 0.0, "explore_tabs": BEYOND_TAB}),
+    Scenario(
+        "calibration", "Calibration (ECE)",
+        "Two predictions with the same pixels above the threshold, one sure and one unsure. "
+        "Does hard Dice tell them apart? Does calibration?",
+        "The truth moved 4 px, every pixel at p = 0.9 on its side of the threshold. Dice "
+        "(hard) is 0.95 and ECE 0.087: the prediction is 90% sure and 98.7% right. Move "
+        "Confidence to 0.6: hard Dice stays 0.95, ECE rises to 0.39, and the soft Dice loss "
+        "on the stage more than doubles. At 0.99, ECE is 0.003. A threshold hides how sure p "
+        "is.",
+        {"shift_x": 4, "blur": 0.0, "confidence": 0.9, "explore_tabs": BEYOND_TAB}),
+    Scenario(
+        "slices_volume", "Slices vs volume",
+        "A volume scored slice by slice, then as a whole. Which is higher, the mean over the "
+        "slices or the volume's Dice?",
+        "Below the stage, the lesions volume: 24 slices 3 mm apart. Its Dice over all voxels "
+        "is 0.86. Averaged slice by slice it is 0.55: the end slices, with slivers of the "
+        "large lesions, missed small ones and the false-positive blob, score near 0 and count "
+        "as much as full middle slices; 5 slices empty in both are 0/0 and left out. Per case "
+        "or pooled: say which.",
+        {"explore_tabs": VOLUMES_TAB, "volume_name": "lesions"}),
 )
 BY_KEY = {s.key: s for s in SCENARIOS}
 
@@ -138,7 +226,15 @@ def get(key: str) -> Scenario:
     return BY_KEY[key]
 
 
-def _shape(state: dict, side: str, size: int) -> np.ndarray:
+def _shape(state: dict, side: str, size: int, scale: float = 1.0) -> np.ndarray:
+    """A side's mask as the page makes it from these controls; ``scale`` shrinks a pitfall's
+    pixel amount with the size (a thumbnail)."""
+    if state[f"{side}_source"] == "Pitfall":
+        kind = state["pitfall"]
+        amount = state[pitfall_key(kind)]
+        if masks.PITFALLS[kind][4]:  # in pixels
+            amount = max(round(amount * scale), 1) if amount else 0
+        return masks.pitfall_pair(kind, size, amount=amount)[0 if side == "truth" else 1]
     if state[f"{side}_source"] == "Empty" or state[f"{side}_radius"] == 0:
         return np.zeros((size, size), np.int32)  # as the page: a shape of size 0 is empty
     return masks.shape_mask(state[f"{side}_shape"], size, radius=state[f"{side}_radius"],
@@ -149,12 +245,12 @@ def preview(scenario: Scenario, size: int = 64) -> tuple[np.ndarray, np.ndarray]
     """The scenario's truth and hard prediction as label maps at ``size`` (binary shapes;
     shift and grow scaled from the page's mask size), edited as the page edits them."""
     state = {**EXPLORE, **scenario.state}
-    truth = _shape(state, "truth", size)
+    scale = size / state["mask_size"]
+    truth = _shape(state, "truth", size, scale)
     if state["prediction_source"] == "Copy of truth":
         pred = truth.copy()
     else:
-        pred = _shape(state, "prediction", size)
-    scale = size / state["mask_size"]
+        pred = _shape(state, "prediction", size, scale)
     edits = Edits(dy=round(state["shift_y"] * scale), dx=round(state["shift_x"] * scale),
                   grow=round(state["grow"] * scale), invert=state["invert"])
     return truth, edits.hard(pred)
@@ -192,7 +288,7 @@ def inputs(scenario: Scenario, **changes) -> Inputs:
         key: state[key] for key in (
             "loss", "smooth", "epsilon", "squared", "per_image", "soft_label", "threshold",
             "alpha", "beta", "tversky_gamma", "focal_gamma", "bce_weight", "dice_weight",
-            "lovasz_classes")})
+            "lovasz_classes", "boundary_weight", "cl_dice_weight", "cl_iterations")})
     wrt = next(k for k, label in WRT_LABELS.items() if label == state["gradient_wrt"])
     prob = edits.soften(hard, classes)
     return Inputs(truth_labels, masks.to_batch(truth), masks.to_batch(prob), settings, wrt, hard,

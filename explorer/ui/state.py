@@ -60,7 +60,7 @@ EXPLORE = {
     **{key: getattr(_SETTINGS, key) for key in (
         "loss", "smooth", "epsilon", "squared", "per_image", "soft_label", "threshold", "alpha",
         "beta", "tversky_gamma", "focal_gamma", "bce_weight", "dice_weight", "lovasz_classes",
-        "empty", "from_logits")},
+        "empty", "from_logits", "boundary_weight", "cl_dice_weight", "cl_iterations")},
     "gradient_wrt": WRT_LABELS["probabilities"], "explore_tabs": NUMBERS_TAB,
     "batch_empty": True, "stage_compare": NONE, "gradient_scale": GRADIENT_SCALES[1],
     "gradient_log": False,
@@ -69,6 +69,9 @@ EXPLORE = {
     "pitfall": next(iter(masks.PITFALLS)),
     **{pitfall_key(kind): spec[3] for kind, spec in masks.PITFALLS.items()},
     "nsd_tolerance": 1.0, "volume_name": masks.VOLUME_NAMES[0],
+    "volume_slice": masks.VOLUME_SHAPE[0] // 2,
+    **dict(zip(("spacing_d", "spacing_h", "spacing_w"), masks.VOLUME_SPACING)),  # mm
+    "volume_tolerance": 2.0,  # mm
 }
 
 # Defaults that depend on what is on offer are rules: functions of the options.
@@ -92,9 +95,6 @@ SHARED = {
     "batch_gallery": lambda names: names[:2], "sweep_losses": COMPARED, "sweep_log_y": False,
     "code_framework": "tensorflow",
     "lovasz_side": 12, "lovasz_step": 1,  # pixels taken: the first, then step on
-    # the 3-D view: the slice shown, the voxel size (mm, [D, H, W]) and the tolerance (mm)
-    "volume_slice": masks.VOLUME_SHAPE[0] // 2, "spacing_d": 3.0, "spacing_h": 1.0,
-    "spacing_w": 1.0, "volume_tolerance": 2.0,
 }
 
 # ------------------------------------------------------- for the session only

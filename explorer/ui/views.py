@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import analysis, charts, codegen, conventions, gradients, losses, predictions
+from explorer import (analysis, charts, codegen, conventions, gradients, losses, masks,
+                      predictions)
 from explorer.predictions import Edits
 from explorer.settings import LOSS_LABELS, Settings
 from explorer.ui import mask_inputs, state, teach, widgets
@@ -267,3 +268,150 @@ def lovasz_panel(truth, pred, settings: Settings) -> None:
         steps["gradient"], prob=small_pred[0, ..., channel],
         truth_fg=small_truth[0, ..., channel] > 0.5, wrt_label=steps["wrt"],
         title="The resulting gradient"), key="lovasz_gradient")
+
+
+# --------------------------------------------------------------- beyond overlap
+
+BEYOND_CAPTION = (
+    "The hard prediction at the threshold (the most probable class for several classes) "
+    "against the truth, class {cls}: boundary distances in pixels (MONAI 1.6's "
+    "definitions), lesions as connected components (8-connected), clDice on skeletons, ECE "
+    "on p. Each line says what it sees that Dice does not.")
+
+
+def measures_table(found: analysis.BeyondOverlap) -> pd.DataFrame:
+    """The measures as the views show them: value (or what it is in words), what it is
+    made of, and what it sees that Dice does not."""
+    rows = found.measures
+    return pd.DataFrame({"value": [m.shown for m in rows], "made of": [m.counts for m in rows],
+                         "what it sees that Dice does not": [m.sees for m in rows]},
+                        index=[m.label for m in rows])
+
+
+def _reasons(found: analysis.BeyondOverlap) -> None:
+    """Why a value is undefined or infinite, said once for the measures sharing a reason."""
+    said: dict[str, list[str]] = {}
+    for m in found.measures:
+        if m.reason:
+            said.setdefault(m.reason, []).append(m.label)
+    for reason, labels in said.items():
+        st.info(f"{', '.join(labels)}: {reason}.")
+
+
+def beyond_panel(truth_labels, pred, settings: Settings, channel: int) -> None:
+    """HD95, ASD, NSD at τ, lesion detection, clDice and ECE of the shown class
+    (``analysis.beyond_overlap``), with the reliability diagram behind the ECE."""
+    cls = widgets.class_of(settings.num_classes, channel)
+    truth_fg = np.asarray(truth_labels) == cls
+    pred_fg = predictions.hard_labels(pred[0], settings.threshold) == cls
+    left, right = st.columns([2.3, 1])
+    tolerance = right.slider("NSD tolerance τ (px)", 0.0, 20.0, step=0.5,
+                             **state.with_value("nsd_tolerance"),
+                             help="A boundary point within τ of the other boundary counts as "
+                                  "right (≤ τ). Clinical practice picks τ from how far two "
+                                  "experts' outlines differ.")
+    found = analysis.beyond_overlap(truth_fg, pred_fg, pred[0, ..., channel],
+                                    tolerance=tolerance)
+    with left:
+        st.caption(BEYOND_CAPTION.format(cls=cls))
+        st.table(measures_table(found))
+        _reasons(found)
+    ece = next(m for m in found.measures if m.key == "ece")
+    right.plotly_chart(charts.reliability_figure(found.calibration,
+                                                 title=f"Reliability · ECE {ece.shown}"),
+                       key="reliability")
+    right.caption("Bars: the share of pixels predicted right in each confidence bin; on the "
+                  "dashed line, p is as sure as it is right. ECE is the bars' pixel-weighted "
+                  "distance from it.")
+
+
+# ------------------------------------------------------------------ 3-D volumes
+
+VOLUME_PROB = {"confidence": 0.9, "blur_sigma": 1.0}  # p behind the shipped hard predictions
+
+
+@st.cache_resource(show_spinner=False)
+def _volumes() -> dict:
+    return masks.load_volumes()
+
+
+@st.cache_data(show_spinner="Measuring the volume…", max_entries=16)
+def _volume_numbers(name: str, spacing: tuple, tolerance: float, smooth: float,
+                    epsilon: float):
+    truth, pred = _volumes()[name]
+    prob = masks.soften(pred.astype(np.int32), 2, **VOLUME_PROB)[..., 0]
+    found = analysis.beyond_overlap(truth, pred, prob, tolerance=tolerance, spacing=spacing,
+                                    unit="mm")
+    per_slice, volume = analysis.slice_dice(truth, pred)
+    g = truth.astype(np.float32)[..., None]
+    p = prob[..., None]
+    keywords = dict(smooth=smooth, epsilon=epsilon)
+    whole = gradients.loss_value("dice_loss", g[None], p[None], **keywords)  # [1, D, H, W, 1]
+    slices = gradients.loss_value("dice_loss", g, p, per_image=True, **keywords)  # [D, H, W, 1]
+    return found, per_slice, volume, whole, slices
+
+
+def _stretched(picture_rows: np.ndarray, times: int) -> np.ndarray:
+    """Rows repeated ``times``: a side view drawn to scale when slices are thicker."""
+    return np.repeat(picture_rows, max(1, times), axis=0)
+
+
+def volume_panel(settings: Settings) -> None:
+    """The shipped synthetic volumes: a slice, maximum-intensity projections, Dice per slice
+    against the volume's, and the metrics with the voxel spacing."""
+    top = st.columns([1.2, 2, 1, 1, 1, 1.2])
+    name = top[0].selectbox("Volume", list(masks.VOLUME_NAMES),
+                            **state.with_index("volume_name", masks.VOLUME_NAMES))
+    depth = masks.VOLUME_SHAPE[0]
+    index = top[1].slider("Slice", 0, depth - 1, **state.with_value("volume_slice"))
+    spacing = tuple(top[k].number_input(f"{axis} (mm)", 0.1, 10.0, step=0.1,
+                                        **state.with_value(f"spacing_{key}"))
+                    for k, axis, key in ((2, "Slice gap D", "d"), (3, "Row H", "h"),
+                                         (4, "Column W", "w")))
+    tolerance = top[5].slider("NSD τ (mm)", 0.0, 10.0, step=0.5,
+                              **state.with_value("volume_tolerance"))
+    truth, pred = _volumes()[name]
+    found, per_slice, volume, whole, slices = _volume_numbers(
+        name, spacing, tolerance, settings.smooth, settings.epsilon)
+    side = round(spacing[0] / spacing[2])  # side views: each slice this many rows tall
+    pictures = (
+        (f"Slice {index}", charts.overlay_picture(truth[index], pred[index])),
+        ("Projection along D (top)", charts.overlay_picture(truth.any(0), pred.any(0))),
+        ("Projection along H (side)", charts.overlay_picture(
+            _stretched(truth.any(1), side), _stretched(pred.any(1), side))),
+    )
+    columns = st.columns([1, 1, 1, 1.6])
+    for column, (title, picture) in zip(columns, pictures):
+        column.image(charts.png_bytes(picture), caption=title, width="stretch")
+    mean = float(np.nanmean(per_slice)) if np.isfinite(per_slice).any() else float("nan")
+    columns[3].plotly_chart(charts.slice_dice_figure(per_slice, volume, current=index,
+                                                     mean=mean), key="slice_dice")
+    st.caption("Pictures: " + OVERLAY_CAPTION_3D + " Projections are the maximum over the "
+               "axis (any voxel); the side view is drawn to scale (slices are "
+               f"{spacing[0]:g} mm apart). Its p: the hard prediction at confidence "
+               f"{VOLUME_PROB['confidence']:g}, blurred by {VOLUME_PROB['blur_sigma']:g} "
+               "voxel.")
+    st.markdown(
+        f"**Per slice vs per volume:** averaging slices weighs a sliver at the end like the "
+        f"full middle slice, and a slice empty in both is 0/0: the mean over the "
+        f"{int(np.isfinite(per_slice).sum())} defined slices is "
+        f"**{analysis.number_text(mean, '.3f')}**, the volume's Dice "
+        f"**{analysis.number_text(volume, '.3f')}**. Dice loss "
+        f"(`explorer.losses`, smooth {settings.smooth:g}) on the volume as one "
+        f"[1, {', '.join(map(str, masks.VOLUME_SHAPE))}, 1] tensor: "
+        f"**{widgets.shown(whole)}**; on its slices as a batch of {depth} images, per image: "
+        f"**{widgets.shown(slices)}**.")
+    left, right = st.columns([2.3, 1])
+    with left:
+        st.caption(f"Metrics of the whole volume in millimetres, voxel {spacing[0]:g} × "
+                   f"{spacing[1]:g} × {spacing[2]:g} mm ([D, H, W]): lesions 26-connected.")
+        st.table(measures_table(found))
+        _reasons(found)
+    ece = next(m for m in found.measures if m.key == "ece")
+    right.plotly_chart(charts.reliability_figure(found.calibration,
+                                                 title=f"Reliability · ECE {ece.shown}"),
+                       key="volume_reliability")
+
+
+OVERLAY_CAPTION_3D = ("true positives blue, false positives orange, missed (false negatives) "
+                      "purple.")

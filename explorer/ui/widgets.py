@@ -212,6 +212,16 @@ def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
                                **state.with_value("bce_weight"))
         dice_weight = st.slider("Dice weight (BCE + Dice)", 0.0, 2.0, step=0.1,
                                 **state.with_value("dice_weight"))
+        boundary_weight = st.slider("Boundary weight (Dice + boundary)", 0.0, 0.2, step=0.005,
+                                    **state.with_value("boundary_weight"),
+                                    help="The boundary loss is in pixels: a small weight "
+                                         "(Kervadec et al. start at 0.01).")
+        cl_dice_weight = st.slider("clDice weight (Dice + clDice)", 0.0, 2.0, step=0.1,
+                                   **state.with_value("cl_dice_weight"))
+        cl_iterations = st.slider("clDice skeleton steps", 0, 10,
+                                  **state.with_value("cl_iterations"),
+                                  help="Soft-skeleton iterations: about the largest radius of "
+                                       "the thin structures.")
     return Settings(
         loss=loss, num_classes=num_classes, smooth=smooth, epsilon=epsilon, squared=squared,
         per_image=per_image, soft_label=soft_label, class_weights=class_weights,
@@ -219,6 +229,8 @@ def settings_panel(num_classes: int, truth_labels: np.ndarray) -> Settings:
         beta=beta, tversky_gamma=tversky_gamma, focal_gamma=focal_gamma, focal_alpha=focal_alpha,
         lovasz_classes=lovasz_classes, threshold=threshold, bce_weight=bce_weight,
         dice_weight=dice_weight, empty=empty, from_logits=from_logits,
+        boundary_weight=boundary_weight, cl_dice_weight=cl_dice_weight,
+        cl_iterations=cl_iterations,
     )
 
 
