@@ -256,7 +256,7 @@ def test_train_tab_trains_with_tiny_settings_and_keeps_the_explore_state(at):
     assert not job.running and job.error is None
     _run(at)
     results = at.dataframe[0].value
-    assert list(results["loss"]) == ["dice_loss"]
+    assert list(results["loss"]) == ["Dice loss (smooth 0.5)"]
     assert 0 <= results["val Dice"][0] <= 1
     assert "train_curves" in {c.key for c in at.get("plotly_chart")}
     at.session_state["main_tabs"] = "Explore"
