@@ -329,7 +329,7 @@ def prepare(config: TrainConfig, data: Dataset | None = None):
     if data.image_size % 2 ** config.depth:
         raise ValueError(f"image_size {data.image_size} is not divisible by 2**depth")
     mixed = bool(gpus) if config.mixed_precision is None else bool(config.mixed_precision)
-    logits = config.loss in losses.TAKES_LOGITS
+    logits = losses.takes_logits(config.loss, config.loss_keywords)  # from_logits=True too
     strategy = _strategy()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
