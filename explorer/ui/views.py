@@ -288,6 +288,18 @@ def measures_table(found: analysis.BeyondOverlap) -> pd.DataFrame:
                         index=[m.label for m in rows])
 
 
+def _measures(found, left, right, caption: str, *, key: str) -> None:
+    """The measures table with its empty-case reasons, and the reliability curve beside it."""
+    with left:
+        st.caption(caption)
+        st.table(measures_table(found))
+        _reasons(found)
+    ece = next(m for m in found.measures if m.key == "ece")
+    right.plotly_chart(charts.reliability_figure(found.calibration,
+                                                 title=f"Reliability · ECE {ece.shown}"),
+                       key=key)
+
+
 def _reasons(found: analysis.BeyondOverlap) -> None:
     """Why a value is undefined or infinite, said once for the measures sharing a reason."""
     said: dict[str, list[str]] = {}
@@ -312,14 +324,7 @@ def beyond_panel(truth_labels, pred, settings: Settings, channel: int) -> None:
                                   "experts' outlines differ.")
     found = analysis.beyond_overlap(truth_fg, pred_fg, pred[0, ..., channel],
                                     tolerance=tolerance)
-    with left:
-        st.caption(BEYOND_CAPTION.format(cls=cls))
-        st.table(measures_table(found))
-        _reasons(found)
-    ece = next(m for m in found.measures if m.key == "ece")
-    right.plotly_chart(charts.reliability_figure(found.calibration,
-                                                 title=f"Reliability · ECE {ece.shown}"),
-                       key="reliability")
+    _measures(found, left, right, BEYOND_CAPTION.format(cls=cls), key="reliability")
     right.caption("Bars: the share of pixels predicted right in each confidence bin; on the "
                   "dashed line, p is as sure as it is right. ECE is the bars' pixel-weighted "
                   "distance from it.")
@@ -402,15 +407,10 @@ def volume_panel(settings: Settings) -> None:
         f"**{widgets.shown(whole)}**; on its slices as a batch of {depth} images, per image: "
         f"**{widgets.shown(slices)}**.")
     left, right = st.columns([2.3, 1])
-    with left:
-        st.caption(f"Metrics of the whole volume in millimetres, voxel {spacing[0]:g} × "
-                   f"{spacing[1]:g} × {spacing[2]:g} mm ([D, H, W]): lesions 26-connected.")
-        st.table(measures_table(found))
-        _reasons(found)
-    ece = next(m for m in found.measures if m.key == "ece")
-    right.plotly_chart(charts.reliability_figure(found.calibration,
-                                                 title=f"Reliability · ECE {ece.shown}"),
-                       key="volume_reliability")
+    _measures(found, left, right,
+              f"Metrics of the whole volume in millimetres, voxel {spacing[0]:g} × "
+              f"{spacing[1]:g} × {spacing[2]:g} mm ([D, H, W]): lesions 26-connected.",
+              key="volume_reliability")
 
 
 OVERLAY_CAPTION_3D = ("true positives blue, false positives orange, missed (false negatives) "
