@@ -12,7 +12,8 @@ from explorer.ui import runtime, state
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "app.py", *sorted((ROOT / "explorer" / "ui").glob("*.py"))]
 # elements whose key is their identity on the page, not a value in the session
-ELEMENTS = {"plotly_chart", "dataframe", "container", "figure_or_picture", "gradient_view"}
+ELEMENTS = {"plotly_chart", "dataframe", "container", "figure_or_picture", "gradient_view",
+            "_measures"}
 
 
 def _literal(node) -> str | None:
