@@ -48,11 +48,12 @@ def render() -> None:
         return
     truth_labels, truth, pred, edits, settings, channel = inputs
     with stage:
-        revealed = _stage(truth_labels, truth, pred, settings, channel)
+        rows = analysis.metrics_table(truth, pred, settings)  # once: the stage and the table
+        revealed = _stage(truth_labels, truth, pred, settings, channel, rows)
     if not revealed:
         return  # the views below would give the numbers away
     pages = {
-        NUMBERS_TAB: lambda: numbers_panel(truth, pred, settings),
+        NUMBERS_TAB: lambda: numbers_panel(truth, pred, settings, rows),
         state.BEYOND_TAB: lambda: views.beyond_panel(truth_labels, pred, settings, channel),
         state.VOLUMES_TAB: lambda: views.volume_panel(settings),
         FORMULA_TAB: lambda: views.formula_panel(truth, pred, settings),
@@ -140,12 +141,11 @@ def _match_size(pred, shape, hard):
 # ------------------------------------------------------------------------- the stage
 
 
-def _stage(truth_labels, truth, pred, settings: Settings, channel: int) -> bool:
+def _stage(truth_labels, truth, pred, settings: Settings, channel: int, rows) -> bool:
     """The value, the masks and the gradient together, the scenario and the notes in a
     column of their own beside them (their length never pushes the pictures down); True
     once the numbers are shown (always, unless 'Guess first' waits for a guess)."""
-    chosen = next(r for r in analysis.metrics_table(truth, pred, settings)
-                  if r.key == settings.loss)
+    chosen = next(r for r in rows if r.key == settings.loss)
     left, right = st.columns([3, 1.1])
     with left:
         value_col, scores_col = st.columns([1, 1.4])
@@ -196,7 +196,7 @@ def _stage(truth_labels, truth, pred, settings: Settings, channel: int) -> bool:
             if note:
                 st.caption(note)
     with scores_col:
-        _scores(truth, pred, settings)
+        _scores(rows)
         _download(fg, pred_fg, p, grads, keys, limits, log, chosen, wrt)
     return revealed
 
@@ -230,8 +230,9 @@ def _value(truth, pred, settings: Settings, chosen) -> bool:
     return True
 
 
-def _scores(truth, pred, settings: Settings) -> None:
-    soft, hard, hard_iou = analysis.metrics_table_scores(truth, pred, settings)
+def _scores(rows) -> None:
+    soft, hard, hard_iou = (next(r for r in rows if r.key == key)
+                            for key in ("dice_coefficient", "hard_dice", "hard_iou"))
     st.markdown(f"soft Dice **{widgets.shown(soft.value)}** · hard Dice "
                 f"**{widgets.shown(hard.value)}** · hard IoU **{widgets.shown(hard_iou.value)}**")
 
@@ -331,9 +332,8 @@ def _guess(chosen, settings: Settings, fingerprint: str) -> bool:
 # --------------------------------------------------------------------- below the stage
 
 
-def numbers_panel(truth: np.ndarray, pred: np.ndarray, settings: Settings) -> None:
+def numbers_panel(truth: np.ndarray, pred: np.ndarray, settings: Settings, rows) -> None:
     """Every loss and score in one table, the chosen one marked; per-class Dice."""
-    rows = analysis.metrics_table(truth, pred, settings)
     # st.table, not st.dataframe: a data grid redraws slowly on every slider move
     st.table(pd.DataFrame({
         "metric": [r.label for r in rows],
